@@ -1,0 +1,71 @@
+// What a handler knows about the worker that runs it: identity, configuration, the
+// executor, whether it is draining, and where it reports served requests.
+#pragma once
+
+#include "prefork/config.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/intrusive/list.hpp>
+
+#include <cstdint>
+#include <sys/types.h>
+
+namespace prefork {
+
+class connection;
+
+/// Owned by the worker's runtime; outlives every connection it serves.
+class worker_context {
+ public:
+  worker_context(boost::asio::any_io_executor executor, const config& cfg, int id,
+                 std::uint64_t generation);
+  worker_context(const worker_context&) = delete;
+  worker_context& operator=(const worker_context&) = delete;
+
+  int id() const noexcept { return id_; }
+  std::uint64_t generation() const noexcept { return generation_; }
+  pid_t pid() const noexcept { return pid_; }
+  const config& settings() const noexcept { return config_; }
+  const boost::asio::any_io_executor& executor() const noexcept { return executor_; }
+
+  /// True once the worker stops taking connections: handlers finish the request in
+  /// flight, answer it with `Connection: close`, and end.
+  bool draining() const noexcept { return draining_; }
+
+  /// Starts draining: wakes every connection idle in connection::wait_for_request,
+  /// which then returns wait_result::drained.
+  void begin_drain();
+
+  /// A handler calls this once per request it answered (HTTP response, echo session...).
+  void count_request() noexcept { ++requests_; }
+  std::uint64_t requests() const noexcept { return requests_; }
+
+ private:
+  friend class connection;
+  using idle_hook = boost::intrusive::list_member_hook<
+      boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+
+  boost::asio::any_io_executor executor_;
+  const config& config_;
+  int id_;
+  std::uint64_t generation_;
+  pid_t pid_;
+  bool draining_ = false;
+  std::uint64_t requests_ = 0;
+
+ public:
+  // Connections currently idle in wait_for_request (intrusive: no allocation).
+  struct idle_entry {
+    idle_hook hook;
+    connection* owner = nullptr;
+  };
+  using idle_list = boost::intrusive::list<
+      idle_entry,
+      boost::intrusive::member_hook<idle_entry, idle_hook, &idle_entry::hook>,
+      boost::intrusive::constant_time_size<false>>;
+
+ private:
+  idle_list idle_;
+};
+
+}  // namespace prefork
