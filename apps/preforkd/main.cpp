@@ -1,0 +1,7 @@
+// preforkd: the prefork supervisor with the built-in apps.
+#include "prefork/http_apps.hpp"
+#include "prefork/run.hpp"
+
+int main(int argc, char** argv) {
+  return prefork::run(argc, argv, {prefork::make_hello_app()});
+}

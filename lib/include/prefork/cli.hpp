@@ -1,0 +1,47 @@
+// preforkd's command line (SPEC section 2): parsing the options, the help text, and the
+// effective configuration (defaults, then the file, then the command-line overrides).
+#pragma once
+
+#include "prefork/config.hpp"
+#include "prefork/error.hpp"
+
+#include <boost/system/result.hpp>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace prefork {
+
+/// What `preforkd [-c FILE] [-b BIND]... [-w N|auto] [--app NAME] [--log-level LEVEL]
+/// [--check-config] [--version] [--help]` asked for, not yet validated against the config
+/// rules (effective_config does that).
+struct command_line {
+  std::optional<std::filesystem::path> config_file;  // -c, --config
+  std::vector<std::string> binds;                    // -b, --bind, in order given
+  std::optional<std::string> workers;                // -w, --workers: "N" or "auto"
+  std::optional<std::string> app;                    // --app
+  std::optional<std::string> log_level;              // --log-level
+  bool check_config = false;                         // --check-config
+  bool show_version = false;                         // --version
+  bool show_help = false;                            // -h, --help
+};
+
+/// Parses argv (argv[0] is the program name). An unknown option, a missing value, an option
+/// given twice that takes one value, or a positional argument is an error whose message names
+/// it; the caller prints it and exits 2.
+boost::system::result<command_line, config_error> parse_command_line(int argc,
+                                                                     const char* const* argv);
+
+/// The help text: a usage line with `program_name`, then every option.
+std::string usage_text(std::string_view program_name);
+
+/// Loads the file (if any) over the defaults, then applies the command line: -b replaces the
+/// file's bind list; -w, --app and --log-level override. Values are checked with the file's
+/// rules; errors name the option (`"--workers": expected an integer >= 1 or "auto", got
+/// "lots"`) or the file and key, or say why the file cannot be read.
+boost::system::result<config, config_error> effective_config(const command_line& command);
+
+}  // namespace prefork

@@ -1,0 +1,32 @@
+// Descriptor budget of the master: raising RLIMIT_NOFILE at start, and counting or listing
+// a process's open descriptors through /proc/PID/fd (diagnostics, leak checks in tests).
+#pragma once
+
+#include <boost/system/result.hpp>
+
+#include <cstddef>
+#include <string>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <utility>
+#include <vector>
+
+namespace prefork::detail {
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (to fs.nr_open when the hard limit is
+/// unlimited) and returns the new soft limit; a soft limit already there is returned as is.
+/// Errors: the errno of getrlimit/setrlimit (system category).
+boost::system::result<rlim_t> raise_open_file_limit();
+
+/// Number of open descriptors of process `pid` (entries of /proc/PID/fd; for the calling
+/// process the descriptor used to read the directory is not counted).
+/// Errors: no_such_file_or_directory for a process that does not exist, permission_denied
+/// for one we may not inspect (system category errno values).
+boost::system::result<std::size_t> count_open_descriptors(pid_t pid);
+
+/// Descriptors of process `pid` as (fd, link target) sorted by fd, e.g. (3, "socket:[1234]"),
+/// for diagnostics and tests; empty when /proc/PID/fd cannot be read. A descriptor closed
+/// while listing is skipped.
+std::vector<std::pair<int, std::string>> list_open_descriptors(pid_t pid);
+
+}  // namespace prefork::detail

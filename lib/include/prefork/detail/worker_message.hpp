@@ -1,0 +1,31 @@
+// The JSON control messages on a worker's channel (not the hot path): what a worker tells
+// the master (hello/ready, heartbeat, draining) and how the master reads them.
+#pragma once
+
+#include <boost/system/result.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace prefork::detail {
+
+enum class worker_message_kind { ready, heartbeat, draining };
+
+struct worker_message {
+  worker_message_kind kind = worker_message_kind::heartbeat;
+  int id = 0;                    // ready
+  std::uint64_t generation = 0;  // ready
+  std::int64_t pid = 0;          // ready
+  std::uint64_t open = 0;        // heartbeat: connections open in the worker
+  std::uint64_t served = 0;      // heartbeat: requests answered since the worker started
+};
+
+/// Serializes a message as one JSON object: {"type":"ready","id":..,"generation":..,"pid":..}.
+std::string encode_worker_message(const worker_message& message);
+
+/// Parses a control payload; errors (not JSON, not an object, unknown type, missing
+/// field) are reported as an error_code of errc::frame_malformed.
+boost::system::result<worker_message> decode_worker_message(std::string_view payload);
+
+}  // namespace prefork::detail

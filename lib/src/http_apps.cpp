@@ -1,0 +1,555 @@
+// The HTTP/1.x connection loop on Boost.Beast (detail::serve_http) and the `hello` app.
+// The only translation unit of the apps that includes Beast's HTTP headers.
+#include "prefork/http_apps.hpp"
+
+#include "prefork/detail/http_router.hpp"
+#include "prefork/worker_context.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/read_size.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/status.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/verb.hpp>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <ctime>
+#include <limits>
+#include <memory>
+#include <memory_resource>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+
+namespace prefork {
+namespace detail {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using boost::system::error_code;
+using clock_type = std::chrono::steady_clock;
+
+// Pipelined responses are batched in one write up to this size.
+constexpr std::size_t flush_threshold = 64 * 1024;
+// Bodies larger than this are written from where they are (gather write), not copied.
+constexpr std::size_t inline_body_limit = 16 * 1024;
+constexpr std::size_t max_read_size = 64 * 1024;
+constexpr std::size_t initial_buffer_size = 4096;
+// Longest time a closing connection keeps reading (and discarding) what the client sends.
+constexpr std::chrono::seconds linger_timeout{2};
+// After a deadline expired, the socket is cancelled again at this pace until the session
+// ends the deadline.
+constexpr std::chrono::milliseconds recancel_interval{100};
+// Request header fields live in a per-connection arena reset after each request.
+constexpr std::size_t arena_size = 4096;
+
+// ---------------------------------------------------------------------------------------
+// The Date header, formatted at most once per second (RFC 9110 IMF-fixdate).
+
+class date_line_cache {
+ public:
+  std::string_view line() noexcept {
+    const std::time_t now = std::time(nullptr);
+    if (now != second_) format(now);
+    return {text_.data(), text_.size()};
+  }
+
+ private:
+  static char* put2(char* p, int value) noexcept {
+    *p++ = static_cast<char>('0' + value / 10 % 10);
+    *p++ = static_cast<char>('0' + value % 10);
+    return p;
+  }
+
+  void format(std::time_t now) noexcept {
+    static constexpr std::string_view days = "SunMonTueWedThuFriSat";
+    static constexpr std::string_view months = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    std::tm utc{};
+    ::gmtime_r(&now, &utc);
+    char* p = text_.data();
+    p = std::copy_n("Date: ", 6, p);
+    p = std::copy_n(days.data() + 3 * utc.tm_wday, 3, p);
+    p = std::copy_n(", ", 2, p);
+    p = put2(p, utc.tm_mday);
+    *p++ = ' ';
+    p = std::copy_n(months.data() + 3 * utc.tm_mon, 3, p);
+    *p++ = ' ';
+    const int year = utc.tm_year + 1900;
+    p = put2(p, year / 100);
+    p = put2(p, year % 100);
+    *p++ = ' ';
+    p = put2(p, utc.tm_hour);
+    *p++ = ':';
+    p = put2(p, utc.tm_min);
+    *p++ = ':';
+    p = put2(p, utc.tm_sec);
+    std::copy_n(" GMT\r\n", 6, p);
+    second_ = now;
+  }
+
+  std::time_t second_ = -1;
+  std::array<char, 37> text_{};  // "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+};
+
+thread_local date_line_cache date_cache;
+
+// ---------------------------------------------------------------------------------------
+// Response heads, written into the connection's output string (no allocation once its
+// capacity is reached).
+
+enum class connection_header { none, keep_alive, close };
+
+void append_status_line(std::string& out, unsigned status) {
+  switch (status) {
+    case 200: out += "HTTP/1.1 200 OK\r\n"; return;
+    case 400: out += "HTTP/1.1 400 Bad Request\r\n"; return;
+    case 404: out += "HTTP/1.1 404 Not Found\r\n"; return;
+    case 405: out += "HTTP/1.1 405 Method Not Allowed\r\n"; return;
+    case 408: out += "HTTP/1.1 408 Request Timeout\r\n"; return;
+    case 413: out += "HTTP/1.1 413 Payload Too Large\r\n"; return;
+    case 431: out += "HTTP/1.1 431 Request Header Fields Too Large\r\n"; return;
+    default: break;
+  }
+  std::array<char, 16> digits{};
+  const auto [end, ignored] = std::to_chars(digits.data(), digits.data() + digits.size(), status);
+  // The reason phrase is optional (RFC 9112 4): empty for a status Beast does not know.
+  const beast::string_view reason =
+      http::int_to_status(status) == http::status::unknown ? "" : http::obsolete_reason(static_cast<http::status>(status));
+  out += "HTTP/1.1 ";
+  out.append(digits.data(), end);
+  out += ' ';
+  out.append(reason.data(), reason.size());
+  out += "\r\n";
+}
+
+void append_head(std::string& out, const http_response& response, connection_header connection) {
+  append_status_line(out, response.status);
+  out += "Server: prefork\r\n";
+  out += date_cache.line();
+  if (!response.content_type.empty()) {
+    out += "Content-Type: ";
+    out += response.content_type;
+    out += "\r\n";
+  }
+  std::array<char, 24> digits{};
+  const auto [end, ignored] =
+      std::to_chars(digits.data(), digits.data() + digits.size(), response.body.size());
+  out += "Content-Length: ";
+  out.append(digits.data(), end);
+  out += "\r\n";
+  out += response.extra_headers;
+  if (connection == connection_header::close) {
+    out += "Connection: close\r\n";
+  } else if (connection == connection_header::keep_alive) {
+    out += "Connection: keep-alive\r\n";
+  }
+  out += "\r\n";
+}
+
+// ---------------------------------------------------------------------------------------
+// The request deadline. One steady_timer per connection, armed lazily: starting a request
+// only records its deadline; the timer re-arms itself when it fires early, so a request
+// costs no timer syscall. On expiry it cancels the socket's pending read or write.
+// The state is shared with the timer's handler, which may run after the session ended.
+
+struct deadline_state {
+  explicit deadline_state(const asio::any_io_executor& executor) : timer(executor) {}
+
+  asio::steady_timer timer;
+  socket_type* socket = nullptr;  // null once the session ended
+  clock_type::time_point deadline{};
+  clock_type::time_point armed_until = clock_type::time_point::max();  // max: no wait pending
+  std::uint64_t arm_sequence = 0;
+  bool active = false;
+  bool expired = false;
+};
+
+void arm_deadline_timer(const std::shared_ptr<deadline_state>& state);
+
+struct deadline_handler {
+  std::shared_ptr<deadline_state> state;
+  std::uint64_t sequence;
+
+  void operator()(error_code ec) const {
+    deadline_state& s = *state;
+    if (sequence != s.arm_sequence) return;  // superseded by a later, earlier-expiring wait
+    s.armed_until = clock_type::time_point::max();
+    if (ec || s.socket == nullptr || !s.active) return;
+    if (clock_type::now() < s.deadline) {
+      arm_deadline_timer(state);
+      return;
+    }
+    s.expired = true;
+    error_code ignored;
+    s.socket->cancel(ignored);
+    // The cancel hits nothing if an operation was completing right now and the next
+    // step of a composed write starts after it: cancel again until the owner reacts.
+    s.deadline = clock_type::now() + recancel_interval;
+    arm_deadline_timer(state);
+  }
+};
+
+void arm_deadline_timer(const std::shared_ptr<deadline_state>& state) {
+  state->armed_until = state->deadline;
+  state->timer.expires_at(state->deadline);  // cancels a pending wait: its sequence is stale
+  state->timer.async_wait(deadline_handler{state, ++state->arm_sequence});
+}
+
+/// Cancels the timer when the session ends (normally or not) and tells a handler still
+/// queued that the socket is gone.
+struct deadline_guard {
+  deadline_state& state;
+  ~deadline_guard() {
+    state.socket = nullptr;
+    state.active = false;
+    state.timer.cancel();
+  }
+};
+
+// ---------------------------------------------------------------------------------------
+// One connection's state; lives in serve_http's frame and is never moved.
+
+using fields_allocator = std::pmr::polymorphic_allocator<char>;
+using request_parser = http::request_parser<http::string_body, fields_allocator>;
+
+struct http_session {
+  http_session(connection c, http_router r)
+      : conn(std::move(c)),
+        router(r),
+        limits(conn.worker().settings().http),
+        keepalive(conn.worker().settings().keepalive),
+        arena(arena_storage.data(), arena_storage.size(), std::pmr::new_delete_resource()),
+        deadline(std::make_shared<deadline_state>(conn.socket().get_executor())) {
+    buffer.reserve(initial_buffer_size);
+    out.reserve(initial_buffer_size);
+    deadline->socket = &conn.socket();
+  }
+
+  connection conn;
+  http_router router;
+  const http_config& limits;
+  clock_type::duration keepalive;
+  beast::flat_buffer buffer;  // bytes read and not parsed yet: pipelined requests stay here
+  std::string out;            // responses not written yet
+  unsigned out_responses = 0;
+  std::array<std::byte, arena_size> arena_storage{};
+  std::pmr::monotonic_buffer_resource arena;
+  std::optional<request_parser> parser;
+  http_request request;
+  http_response response;
+  std::shared_ptr<deadline_state> deadline;
+};
+
+void begin_deadline(http_session& s, clock_type::duration timeout) {
+  deadline_state& d = *s.deadline;
+  d.deadline = clock_type::now() + timeout;
+  d.active = true;
+  d.expired = false;
+  if (d.armed_until > d.deadline) arm_deadline_timer(s.deadline);
+}
+
+void end_deadline(http_session& s) noexcept { s.deadline->active = false; }
+
+void start_parser(http_session& s) {
+  s.parser.emplace(std::piecewise_construct, std::make_tuple(),
+                   std::make_tuple(fields_allocator(&s.arena)));
+  constexpr std::size_t max_header_limit = std::numeric_limits<std::uint32_t>::max();
+  s.parser->header_limit(static_cast<std::uint32_t>(std::min(s.limits.max_header_bytes, max_header_limit)));
+  s.parser->body_limit(static_cast<std::uint64_t>(s.limits.max_body_bytes));
+  s.parser->eager(true);  // parse the body in the same put() as the header
+}
+
+void finish_request(http_session& s) noexcept {
+  s.parser.reset();
+  s.arena.release();  // every field of the request is gone with the parser
+}
+
+http_method to_method(http::verb verb) noexcept {
+  switch (verb) {
+    case http::verb::get: return http_method::get;
+    case http::verb::head: return http_method::head;
+    case http::verb::post: return http_method::post;
+    case http::verb::put: return http_method::put;
+    case http::verb::delete_: return http_method::delete_method;
+    case http::verb::options: return http_method::options;
+    case http::verb::patch: return http_method::patch;
+    default: return http_method::other;
+  }
+}
+
+std::string_view to_std(beast::string_view text) noexcept { return {text.data(), text.size()}; }
+
+void fill_request(http_session& s) {
+  const auto& message = s.parser->get();
+  http_request& r = s.request;
+  r.method = to_method(message.method());
+  r.method_text = to_std(message.method_string());
+  r.target = to_std(message.target());
+  const std::size_t question = r.target.find('?');
+  r.path = r.target.substr(0, question);
+  r.query = question == std::string_view::npos ? std::string_view{} : r.target.substr(question + 1);
+  r.body = message.body();
+  r.version = message.version();
+}
+
+bool wants_continue(const request_parser& parser) {
+  const auto& message = parser.get();
+  if (message.version() < 11) return false;
+  const auto expect = message.find(http::field::expect);
+  return expect != message.end() && beast::iequals(expect->value(), "100-continue");
+}
+
+void count_written(http_session& s) noexcept {
+  for (; s.out_responses != 0; --s.out_responses) s.conn.worker().count_request();
+}
+
+/// Writes s.out, then `body` (a large body written where it is).
+asio::awaitable<error_code> flush(http_session& s, std::string_view body = {}) {
+  const std::array<asio::const_buffer, 2> buffers{asio::buffer(s.out), asio::buffer(body.data(), body.size())};
+  auto [ec, written] = co_await asio::async_write(s.conn.socket(), buffers, asio::as_tuple(asio::use_awaitable));
+  (void)written;
+  s.out.clear();
+  if (ec) {
+    s.out_responses = 0;
+    co_return ec;
+  }
+  count_written(s);
+  co_return error_code{};
+}
+
+/// Reads until *s.parser holds a complete request, under the deadline the caller set.
+/// Responses still queued (pipelining) are written before any read: the client may wait
+/// for them before sending more. Errors: Beast's parse errors (header_limit, body_limit,
+/// partial_message, end_of_stream when EOF came before any byte...), socket errors, and
+/// operation_aborted when the deadline expired.
+asio::awaitable<error_code> read_request(http_session& s) {
+  request_parser& parser = *s.parser;
+  bool continue_sent = false;
+  error_code ec;
+  while (!parser.is_done()) {
+    if (s.buffer.size() != 0) {
+      const std::size_t used = parser.put(s.buffer.data(), ec);
+      s.buffer.consume(used);
+      if (!ec) continue;
+      if (ec != http::error::need_more) co_return ec;
+      ec = {};
+    }
+    // The deadline may have fired while a read was completing: its cancel hit nothing.
+    if (s.deadline->expired) co_return asio::error::operation_aborted;
+    if (!continue_sent && parser.is_header_done() && wants_continue(parser)) {
+      // The body is within limits (the parser checked Content-Length): ask for it.
+      s.out += "HTTP/1.1 100 Continue\r\n\r\n";
+      continue_sent = true;
+    }
+    if (!s.out.empty()) {
+      if (const error_code flush_ec = co_await flush(s)) co_return flush_ec;
+    }
+    const std::size_t size = beast::read_size(s.buffer, max_read_size);
+    if (size == 0) co_return http::error::buffer_overflow;
+    auto [read_ec, bytes] =
+        co_await s.conn.socket().async_read_some(s.buffer.prepare(size), asio::as_tuple(asio::use_awaitable));
+    s.buffer.commit(bytes);
+    if (read_ec == asio::error::eof) {
+      if (!parser.got_some()) co_return http::error::end_of_stream;
+      parser.put_eof(ec);  // completes a request whose end is the end of the stream, or fails
+      if (ec) co_return ec;
+      continue;
+    }
+    if (read_ec) co_return read_ec;
+  }
+  co_return error_code{};
+}
+
+enum class linger { never, if_data_pending, always };
+
+/// Ends the connection: FIN first, then (if the client may still be sending) read and
+/// discard for a bounded time, because closing with unread data makes the kernel reset
+/// the connection, and a reset can destroy the response before the client reads it.
+asio::awaitable<void> close_connection(http_session& s, linger mode) {
+  socket_type& socket = s.conn.socket();
+  error_code ignored;
+  socket.shutdown(socket_type::shutdown_send, ignored);
+  const bool drain = mode == linger::always ||
+                     (mode == linger::if_data_pending && (s.buffer.size() != 0 || socket.available(ignored) != 0));
+  if (drain) {
+    begin_deadline(s, std::min<clock_type::duration>(linger_timeout, s.limits.request_timeout));
+    for (;;) {
+      s.buffer.clear();
+      auto [ec, bytes] = co_await socket.async_read_some(s.buffer.prepare(beast::read_size(s.buffer, max_read_size)),
+                                                         asio::as_tuple(asio::use_awaitable));
+      (void)bytes;
+      if (ec || s.deadline->expired) break;
+    }
+    end_deadline(s);
+  }
+  socket.close(ignored);
+}
+
+struct error_answer {
+  unsigned status;
+  std::string_view body;
+};
+
+/// The response a failed read deserves; status 0 means: close without answering.
+error_answer answer_for(const http_session& s, error_code ec) {
+  if (s.deadline->expired) {
+    // Nothing of a request arrived: nobody waits for an answer.
+    if (!s.parser->got_some()) return {0, {}};
+    return {408, "Request Timeout\n"};
+  }
+  if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
+    return {431, "Request Header Fields Too Large\n"};
+  }
+  if (ec == http::error::body_limit) return {413, "Payload Too Large\n"};
+  // The client closed before a request or in the middle of one: it reads nothing more.
+  if (ec == http::error::end_of_stream || ec == http::error::partial_message) return {0, {}};
+  if (ec.category() == http::make_error_code(http::error::bad_method).category()) {
+    return {400, "Bad Request\n"};
+  }
+  return {0, {}};  // a socket error
+}
+
+/// Answers a request that could not be read (400, 408, 413, 431), or not, and closes.
+asio::awaitable<void> end_after_read_error(http_session& s, error_code read_ec) {
+  const error_answer answer = answer_for(s, read_ec);
+  if (answer.status == 0) {
+    co_await close_connection(s, linger::never);
+    co_return;
+  }
+  s.response.reset();
+  s.response.status = answer.status;
+  s.response.body = answer.body;
+  append_head(s.out, s.response, connection_header::close);
+  s.out += answer.body;
+  ++s.out_responses;
+  begin_deadline(s, s.limits.request_timeout);
+  const error_code ec = co_await flush(s);
+  end_deadline(s);
+  // The client may still be sending the rest of what we refused (a 2 MiB body).
+  co_await close_connection(s, ec ? linger::never : linger::always);
+}
+
+}  // namespace
+
+asio::awaitable<void> serve_http(connection conn, http_router router) {
+  http_session s(std::move(conn), router);
+  const deadline_guard guard{*s.deadline};
+  // The first request is read at once, bounded by request_timeout: a new connection
+  // was accepted for a request, so draining does not cut it. Between requests, an idle
+  // connection waits in wait_for_request (keep-alive timeout, drain).
+  bool first_request = true;
+  for (;;) {
+    if (!first_request && s.buffer.size() == 0) {
+      const wait_result waited = co_await s.conn.wait_for_request(s.keepalive);
+      if (waited != wait_result::readable) {
+        co_await close_connection(s, waited == wait_result::error ? linger::never : linger::if_data_pending);
+        co_return;
+      }
+    }
+    first_request = false;
+
+    begin_deadline(s, s.limits.request_timeout);
+    start_parser(s);
+    const error_code read_ec = co_await read_request(s);
+    end_deadline(s);
+    if (read_ec) {
+      co_await end_after_read_error(s, read_ec);
+      co_return;
+    }
+
+    fill_request(s);
+    s.response.reset();
+    if (s.router.route(s.request, s.response, s.conn) == route_result::deferred) {
+      if (!s.out.empty()) {  // earlier pipelined answers need not wait for this one
+        begin_deadline(s, s.limits.request_timeout);
+        const error_code ec = co_await flush(s);
+        end_deadline(s);
+        if (ec) {
+          co_await close_connection(s, linger::never);
+          co_return;
+        }
+      }
+      co_await s.router.route_deferred(s.request, s.response, s.conn);
+    }
+
+    const bool keep_alive = s.parser->get().keep_alive() && s.response.after == after_response::keep_alive &&
+                            !s.conn.draining();
+    const connection_header header = !keep_alive              ? connection_header::close
+                                     : s.request.version < 11 ? connection_header::keep_alive
+                                                              : connection_header::none;
+    append_head(s.out, s.response, header);
+    ++s.out_responses;
+    std::string_view body = s.request.method == http_method::head ? std::string_view{} : s.response.body;
+    if (body.size() <= inline_body_limit) {
+      s.out += body;
+      body = {};
+    }
+    // Batch answers while more pipelined requests are already buffered.
+    if (!keep_alive || s.buffer.size() == 0 || s.out.size() >= flush_threshold || !body.empty()) {
+      begin_deadline(s, s.limits.request_timeout);
+      const error_code ec = co_await flush(s, body);
+      end_deadline(s);
+      if (ec) {
+        co_await close_connection(s, linger::never);
+        co_return;
+      }
+    }
+    finish_request(s);
+    if (!keep_alive) {
+      co_await close_connection(s, linger::if_data_pending);
+      co_return;
+    }
+  }
+}
+
+}  // namespace detail
+
+namespace {
+
+constexpr std::string_view allow_get_head = "Allow: GET, HEAD\r\n";
+
+// GET and HEAD on "/" and "/healthz"; another method there is 405; any other path is 404
+// whatever the method (a method check on a path that does not exist says nothing useful).
+detail::route_result route_hello(const detail::http_request& request, detail::http_response& response,
+                                 connection& /*conn*/) {
+  const bool root = request.path == "/";
+  if (root || request.path == "/healthz") {
+    if (request.method == detail::http_method::get || request.method == detail::http_method::head) {
+      response.body = root ? "Hello, world!\n" : "ok\n";
+    } else {
+      response.status = 405;
+      response.extra_headers = allow_get_head;
+      response.body = "Method Not Allowed\n";
+    }
+  } else {
+    response.status = 404;
+    response.body = "Not Found\n";
+  }
+  return detail::route_result::done;
+}
+
+// Not a coroutine: hands serve_http's awaitable on, no extra frame.
+boost::asio::awaitable<void> serve_hello(connection conn) {
+  return detail::serve_http(std::move(conn), detail::http_router{&route_hello, nullptr});
+}
+
+}  // namespace
+
+app make_hello_app() { return app{"hello", &serve_hello}; }
+
+}  // namespace prefork

@@ -1,0 +1,112 @@
+// SIGKILL of a worker under load (SPEC section 7): only the requests that worker was
+// serving may fail, no accepted connection is lost, and a replacement serves.
+#include "support/http_client.hpp"
+#include "support/load.hpp"
+#include "support/procfs.hpp"
+#include "support/server_process.hpp"
+
+#include <boost/json/serialize.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <signal.h>
+
+#include <algorithm>
+#include <thread>
+
+using namespace prefork::testing;
+using namespace std::chrono_literals;
+using clock_type = std::chrono::steady_clock;
+
+BOOST_AUTO_TEST_SUITE(crash)
+
+BOOST_AUTO_TEST_CASE(sigkill_of_a_worker_under_load_loses_nothing) {
+  constexpr int workers = 3;
+  constexpr int clients = 16;
+  server_options options;
+  options.config["workers"] = workers;
+  server_process server(std::move(options));
+  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  auto before = server.worker_pids();
+  BOOST_REQUIRE_EQUAL(before.size(), static_cast<std::size_t>(workers));
+
+  load_options load_config;
+  load_config.target = server.unix_endpoint();
+  load_config.clients = clients;
+  load_config.mode = load_mode::connection_per_request;
+  load_generator load(load_config);
+  BOOST_REQUIRE_MESSAGE(load.wait_successes(300, 20s), "load did not get going: " << load.snapshot().summary());
+
+  pid_t victim = before.front();
+  auto killed_at = clock_type::now();
+  BOOST_REQUIRE(::kill(victim, SIGKILL) == 0);
+
+  // A replacement appears: the master has `workers` children again, the victim not among them.
+  std::vector<pid_t> after;
+  do {
+    after = server.worker_pids();
+    if (after.size() == before.size() && !std::binary_search(after.begin(), after.end(), victim)) break;
+    std::this_thread::sleep_for(5ms);
+  } while (clock_type::now() - killed_at < 10s);
+  auto replaced_after = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - killed_at);
+  BOOST_TEST_MESSAGE("replacement worker forked " << replaced_after.count() << " ms after SIGKILL");
+  BOOST_REQUIRE_MESSAGE(after.size() == before.size() && !std::binary_search(after.begin(), after.end(), victim),
+                        "no replacement worker within 10 s\n" << server.diagnostics());
+  std::vector<pid_t> fresh;
+  std::set_difference(after.begin(), after.end(), before.begin(), before.end(), std::back_inserter(fresh));
+  BOOST_REQUIRE_EQUAL(fresh.size(), 1u);
+  pid_t replacement = fresh.front();
+
+  auto ready = server.wait_for_log("worker ready", 10s, [&](const boost::json::object& line) {
+    return log_int(line, "pid") == replacement;
+  });
+  BOOST_REQUIRE_MESSAGE(ready.has_value(), "the replacement never logged \"worker ready\"\n" << server.diagnostics());
+
+  // Service goes on after the kill.
+  auto at_kill = load.snapshot().successes;
+  BOOST_TEST(load.wait_successes(at_kill + 300, 20s), "load stalled after the kill: " << load.snapshot().summary());
+  auto result = load.stop();
+  BOOST_TEST_MESSAGE("load: " << result.summary());
+  BOOST_TEST(result.total_failures() <= static_cast<std::uint64_t>(clients), result.summary());
+  BOOST_TEST(result.failed(failure_kind::connect_refused) == 0u, result.summary());
+  BOOST_TEST(result.failed(failure_kind::bad_status) == 0u, result.summary());
+  BOOST_TEST(result.failed(failure_kind::timeout) == 0u, result.summary());
+
+  // The replacement serves: hold two connections per worker open (least-connections spreads
+  // them), check the replacement holds a client socket besides its channel, use them all.
+  std::vector<http_connection> held(2 * workers);
+  for (auto& connection : held) {
+    BOOST_REQUIRE(!connection.connect(server.unix_endpoint(), 5s));
+    auto response = connection.request("GET", "/", 5s);
+    BOOST_REQUIRE_MESSAGE(response.has_value(), response.error().message());
+    BOOST_TEST(response->status == 200u);
+  }
+  BOOST_TEST(socket_inodes(replacement).size() >= 2u,
+             "the replacement " << replacement << " holds no client connection of " << held.size());
+  for (auto& connection : held) {
+    auto response = connection.request("GET", "/", 5s);
+    BOOST_REQUIRE_MESSAGE(response.has_value(), response.error().message());
+    BOOST_TEST(response->status == 200u);
+  }
+  held.clear();
+
+  auto exited = server.find_log("worker exited");
+  auto victim_line = std::find_if(exited.begin(), exited.end(),
+                                  [&](const boost::json::object& line) { return log_int(line, "pid") == victim; });
+  BOOST_REQUIRE_MESSAGE(victim_line != exited.end(), "no \"worker exited\" line for " << victim << "\n"
+                                                                                     << server.diagnostics());
+  BOOST_TEST(log_string(*victim_line, "signal") == "KILL", boost::json::serialize(*victim_line));
+
+  BOOST_REQUIRE(server.signal(SIGTERM));
+  auto status = server.wait_exit(30s);
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.diagnostics());
+  BOOST_TEST(status->code == 0, status->to_string());
+  auto stopped = server.find_log("stopped");
+  BOOST_REQUIRE_MESSAGE(stopped.size() == 1u, "expected one \"stopped\" line\n" << server.diagnostics());
+  BOOST_TEST((log_int(stopped[0], "lost") == 0), boost::json::serialize(stopped[0]));
+  BOOST_TEST((log_int(stopped[0], "worker_crashes") == 1), boost::json::serialize(stopped[0]));
+  BOOST_TEST((log_int(stopped[0], "accepted").value_or(-1) >= static_cast<long long>(result.successes)),
+             boost::json::serialize(stopped[0]));
+  BOOST_TEST(server.wait_group_gone());
+}
+
+BOOST_AUTO_TEST_SUITE_END()

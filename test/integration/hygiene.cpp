@@ -1,0 +1,188 @@
+// Unix socket hygiene of preforkd (SPEC section 2): a stale socket file is replaced, a
+// live one or a non-socket file is an error (exit 3) and left alone, and at exit the
+// master removes only the socket files it created.
+#include "support/http_client.hpp"
+#include "support/server_process.hpp"
+
+#include <boost/test/unit_test.hpp>
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+#include <system_error>
+
+using namespace prefork::testing;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr auto request_timeout = 5s;
+constexpr auto exit_timeout = 15s;
+
+// A Unix stream socket bound at a path, closed (not unlinked) on destruction.
+class bound_socket {
+ public:
+  enum class state { listening, bound_only };
+
+  bound_socket(const fs::path& path, state how) : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "socket");
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::string text = path.string();
+    if (text.size() >= sizeof address.sun_path) throw std::runtime_error("socket path too long: " + text);
+    std::memcpy(address.sun_path, text.c_str(), text.size() + 1);
+    if (::bind(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+      int error = errno;
+      ::close(fd_);
+      throw std::system_error(error, std::generic_category(), "bind " + text);
+    }
+    if (how == state::listening && ::listen(fd_, 16) != 0) {
+      int error = errno;
+      ::close(fd_);
+      throw std::system_error(error, std::generic_category(), "listen " + text);
+    }
+  }
+  ~bound_socket() { close(); }
+  bound_socket(const bound_socket&) = delete;
+  bound_socket& operator=(const bound_socket&) = delete;
+
+  void close() noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+std::optional<ino_t> inode_of(const fs::path& path) {
+  struct stat info {};
+  if (::lstat(path.c_str(), &info) != 0) return std::nullopt;
+  return info.st_ino;
+}
+
+bool is_socket_file(const fs::path& path) {
+  struct stat info {};
+  return ::lstat(path.c_str(), &info) == 0 && S_ISSOCK(info.st_mode);
+}
+
+std::string lowercase(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
+  return text;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(hygiene)
+
+BOOST_AUTO_TEST_CASE(stale_socket_file_is_replaced_and_served) {
+  std::optional<ino_t> stale_inode;
+  server_options options;
+  options.prepare = [&](const fs::path& dir) {
+    // Bound and closed: the file stays, nobody accepts on it.
+    bound_socket stale(dir / "app.sock", bound_socket::state::listening);
+    stale.close();
+    stale_inode = inode_of(dir / "app.sock");
+  };
+  server_process server(std::move(options));
+  BOOST_REQUIRE(stale_inode.has_value());
+  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+
+  auto response = http_get(server.unix_endpoint(), "/", request_timeout);
+  BOOST_REQUIRE_MESSAGE(response.has_value(), response.error().message());
+  BOOST_TEST(response->status == 200u);
+  BOOST_TEST(is_socket_file(server.dir() / "app.sock"));
+  BOOST_TEST((inode_of(server.dir() / "app.sock") != stale_inode), "the stale socket file was not replaced");
+}
+
+BOOST_AUTO_TEST_CASE(live_socket_is_address_in_use_exit_3) {
+  std::unique_ptr<bound_socket> live;
+  server_options options;
+  options.prepare = [&](const fs::path& dir) {
+    live = std::make_unique<bound_socket>(dir / "app.sock", bound_socket::state::listening);
+  };
+  server_process server(std::move(options));
+  auto live_inode = inode_of(server.dir() / "app.sock");
+
+  auto status = server.wait_exit(exit_timeout);
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "preforkd did not exit on a live socket\n" << server.diagnostics());
+  BOOST_TEST(status->code == 3, status->to_string() << "\n" << server.diagnostics());
+  BOOST_TEST(lowercase(server.stderr_text()).find("address in use") != std::string::npos,
+             "stderr does not say \"address in use\":\n" << server.stderr_text());
+  // Our socket is untouched: same file, still accepting.
+  BOOST_TEST((inode_of(server.dir() / "app.sock") == live_inode));
+  http_connection probe;
+  auto ec = probe.connect(server.unix_endpoint(), request_timeout);
+  BOOST_TEST(!ec, "the live socket no longer accepts: " << ec.message());
+  BOOST_TEST(server.wait_group_gone());
+}
+
+BOOST_AUTO_TEST_CASE(regular_file_at_bind_path_is_exit_3_and_kept) {
+  const std::string content = "precious data\n";
+  server_options options;
+  options.prepare = [&](const fs::path& dir) { write_file(dir / "app.sock", content); };
+  server_process server(std::move(options));
+
+  auto status = server.wait_exit(exit_timeout);
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "preforkd did not exit on a regular file\n" << server.diagnostics());
+  BOOST_TEST(status->code == 3, status->to_string() << "\n" << server.diagnostics());
+  BOOST_TEST(fs::is_regular_file(server.dir() / "app.sock"));
+  BOOST_TEST(read_file(server.dir() / "app.sock") == content);
+  BOOST_TEST(server.wait_group_gone());
+}
+
+BOOST_AUTO_TEST_CASE(socket_file_is_removed_after_term) {
+  server_process server;
+  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  BOOST_REQUIRE(is_socket_file(server.dir() / "app.sock"));
+
+  BOOST_REQUIRE(server.signal(SIGTERM));
+  auto status = server.wait_exit(exit_timeout);
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.diagnostics());
+  BOOST_TEST(status->code == 0, status->to_string() << "\n" << server.diagnostics());
+  BOOST_TEST(!fs::exists(fs::symlink_status(server.dir() / "app.sock")), "the socket file is still there");
+  BOOST_TEST(server.wait_group_gone());
+}
+
+BOOST_AUTO_TEST_CASE(replacement_regular_file_is_not_removed_at_exit) {
+  server_process server;
+  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  const std::string content = "not yours\n";
+  fs::remove(server.dir() / "app.sock");
+  write_file(server.dir() / "app.sock", content);
+
+  BOOST_REQUIRE(server.signal(SIGTERM));
+  auto status = server.wait_exit(exit_timeout);
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.diagnostics());
+  BOOST_TEST(status->code == 0, status->to_string() << "\n" << server.diagnostics());
+  BOOST_TEST(fs::is_regular_file(server.dir() / "app.sock"));
+  BOOST_TEST(read_file(server.dir() / "app.sock") == content);
+  BOOST_TEST(server.wait_group_gone());
+}
+
+BOOST_AUTO_TEST_CASE(replacement_socket_is_not_removed_at_exit) {
+  server_process server;
+  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  fs::remove(server.dir() / "app.sock");
+  bound_socket other(server.dir() / "app.sock", bound_socket::state::listening);
+  auto other_inode = inode_of(server.dir() / "app.sock");
+
+  BOOST_REQUIRE(server.signal(SIGTERM));
+  auto status = server.wait_exit(exit_timeout);
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.diagnostics());
+  BOOST_TEST(status->code == 0, status->to_string() << "\n" << server.diagnostics());
+  BOOST_TEST(is_socket_file(server.dir() / "app.sock"), "another program's socket file was removed");
+  BOOST_TEST((inode_of(server.dir() / "app.sock") == other_inode));
+  BOOST_TEST(server.wait_group_gone());
+}
+
+BOOST_AUTO_TEST_SUITE_END()

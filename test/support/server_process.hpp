@@ -1,0 +1,164 @@
+// Runs the real preforkd for integration tests: a unique temp dir, a JSON config, the
+// process in its own process group, readiness and log helpers, and a destructor that
+// kills the whole group and checks that nothing of it survives, on every path.
+#pragma once
+
+#include "support/http_client.hpp"
+
+#include <boost/json/object.hpp>
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace prefork::testing {
+
+/// How a child process ended: an exit code, or the signal that killed it.
+struct exit_status {
+  int code = -1;   // exit code when it exited, else -1
+  int signal = 0;  // terminating signal when killed, else 0
+
+  /// Decodes a raw waitpid status.
+  static exit_status from_wait_status(int status) noexcept;
+  /// "exit 0" or "signal 9 (KILL)", for messages.
+  std::string to_string() const;
+};
+
+/// A unique directory made with mkdtemp under $TMPDIR (if short enough for Unix socket
+/// paths) or /tmp. Removed with its content on destruction, unless PREFORK_KEEP_TMP is
+/// set in the environment. Throws std::system_error when it cannot be created.
+class temp_dir {
+ public:
+  temp_dir();
+  ~temp_dir();
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+
+  const std::filesystem::path& path() const noexcept { return path_; }
+  /// path() / relative.
+  std::filesystem::path operator/(const std::filesystem::path& relative) const { return path_ / relative; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// Writes `text` to `file` (truncating). Throws std::runtime_error on failure.
+void write_file(const std::filesystem::path& file, std::string_view text);
+/// The whole content of `file`; empty when it cannot be read.
+std::string read_file(const std::filesystem::path& file);
+
+/// The preforkd binary from $PREFORKD. Throws std::runtime_error when unset or not executable.
+std::filesystem::path preforkd_path();
+
+/// What a finished run_preforkd() saw. `status` is nullopt when it timed out (it was killed).
+struct run_result {
+  std::optional<exit_status> status;
+  std::string out;
+  std::string err;
+};
+
+/// Runs `preforkd args...` with working directory `cwd` in its own process group, waits up
+/// to `timeout`, kills the group on timeout, and returns its status and output.
+/// Throws std::system_error when it cannot be started.
+run_result run_preforkd(const std::vector<std::string>& args, const std::filesystem::path& cwd,
+                        std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
+/// The config every server_process starts from: `bind: ["unix:app.sock"]`,
+/// `control: "ctl.sock"`, `workers: 2`, `log: {"format":"json","level":"info"}`.
+boost::json::object default_test_config();
+
+/// How to start a server_process.
+struct server_options {
+  /// Top-level keys that replace those of default_test_config().
+  boost::json::object config;
+  /// Arguments after `-c preforkd.json`.
+  std::vector<std::string> extra_args;
+  /// Environment variables set for preforkd (NOTIFY_SOCKET and LISTEN_* are always removed).
+  std::vector<std::pair<std::string, std::string>> extra_env;
+  /// Runs with the temp dir before preforkd starts (e.g. to plant a file at the bind path).
+  std::function<void(const std::filesystem::path&)> prepare;
+};
+
+/// One preforkd started in a fresh temp dir (its working directory), in its own process
+/// group, with stdout and stderr captured to files there (stdout.log, stderr.log).
+/// Destruction: SIGKILL to the group if the master still runs, reap the master, wait up
+/// to 2 s for every member of the group to vanish (reported with BOOST_ERROR if not, then
+/// killed), print the tail of stderr if the test failed, and remove the temp dir.
+class server_process {
+ public:
+  /// Writes the config and starts preforkd (it need not be ready: see wait_ready()).
+  /// Throws std::runtime_error / std::system_error when it cannot be started at all.
+  explicit server_process(server_options options = {});
+  ~server_process();
+  server_process(const server_process&) = delete;
+  server_process& operator=(const server_process&) = delete;
+
+  const std::filesystem::path& dir() const noexcept { return dir_.path(); }
+  /// The effective test config that was written (default_test_config() + options).
+  const boost::json::object& config() const noexcept { return config_; }
+  pid_t master_pid() const noexcept { return pid_; }
+
+  /// Polls until GET / on the first listener answers 200 and every worker (the
+  /// configured count of children of the master) has logged "worker ready".
+  /// False when the deadline passes or preforkd exits first; last_error() says which.
+  bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  const std::string& last_error() const noexcept { return last_error_; }
+
+  /// The first `unix:` bind of the config, made absolute (dir()/app.sock by default).
+  endpoint unix_endpoint() const;
+  /// The addresses of the "listening" log lines, in order.
+  std::vector<endpoint> listening_endpoints() const;
+  /// The address logged for the listener whose `bind` is `bind`, if logged.
+  std::optional<endpoint> listening_endpoint(std::string_view bind) const;
+
+  /// The master's current children (its workers), sorted. Empty once it has exited.
+  std::vector<pid_t> worker_pids();
+
+  /// Reaps the master if it exited; true while it runs.
+  bool running();
+  /// Sends `sig` to the master. False when it was already reaped.
+  bool signal(int sig);
+  /// Polls (waitpid on the master only, WNOHANG) until it exits; nullopt on timeout.
+  std::optional<exit_status> wait_exit(std::chrono::milliseconds timeout);
+  /// The master's exit status once reaped.
+  const std::optional<exit_status>& status() const noexcept { return status_; }
+  /// True once no live process of the group is left (polls up to `timeout`).
+  bool wait_group_gone(std::chrono::milliseconds timeout = std::chrono::seconds(2));
+
+  /// Every stderr line that is a JSON object, in order (other lines are skipped).
+  std::vector<boost::json::object> log_lines() const;
+  /// The log lines whose "msg" is `msg`.
+  std::vector<boost::json::object> find_log(std::string_view msg) const;
+  /// Polls the log until a line with "msg" == `msg` satisfies `match`; nullopt on timeout.
+  std::optional<boost::json::object> wait_for_log(
+      std::string_view msg, std::chrono::milliseconds timeout,
+      const std::function<bool(const boost::json::object&)>& match = {}) const;
+
+  std::string stderr_text() const;
+  std::string stdout_text() const;
+  /// last_error() plus the last lines of stderr, for assertion messages.
+  std::string diagnostics(std::size_t lines = 40) const;
+
+ private:
+  void cleanup() noexcept;
+
+  temp_dir dir_;
+  boost::json::object config_;
+  pid_t pid_ = -1;
+  std::optional<exit_status> status_;
+  std::string last_error_;
+};
+
+/// A string field of a log line, or "" when absent or not a string.
+std::string log_string(const boost::json::object& line, std::string_view key);
+/// An integer field of a log line, or nullopt when absent or not an integer.
+std::optional<long long> log_int(const boost::json::object& line, std::string_view key);
+
+}  // namespace prefork::testing
