@@ -1,7 +1,5 @@
 // preforkd: the prefork supervisor with the built-in apps.
-#include "prefork/http_apps.hpp"
+#include "prefork/builtin_apps.hpp"
 #include "prefork/run.hpp"
 
-int main(int argc, char** argv) {
-  return prefork::run(argc, argv, {prefork::make_hello_app()});
-}
+int main(int argc, char** argv) { return prefork::run(argc, argv, prefork::builtin_apps()); }

@@ -523,10 +523,12 @@ namespace {
 
 constexpr std::string_view allow_get_head = "Allow: GET, HEAD\r\n";
 
+}  // namespace
+
 // GET and HEAD on "/" and "/healthz"; another method there is 405; any other path is 404
 // whatever the method (a method check on a path that does not exist says nothing useful).
-detail::route_result route_hello(const detail::http_request& request, detail::http_response& response,
-                                 connection& /*conn*/) {
+detail::route_result detail::route_hello(const http_request& request, http_response& response,
+                                         connection& /*conn*/) {
   const bool root = request.path == "/";
   if (root || request.path == "/healthz") {
     if (request.method == detail::http_method::get || request.method == detail::http_method::head) {
@@ -543,9 +545,11 @@ detail::route_result route_hello(const detail::http_request& request, detail::ht
   return detail::route_result::done;
 }
 
+namespace {
+
 // Not a coroutine: hands serve_http's awaitable on, no extra frame.
 boost::asio::awaitable<void> serve_hello(connection conn) {
-  return detail::serve_http(std::move(conn), detail::http_router{&route_hello, nullptr});
+  return detail::serve_http(std::move(conn), detail::http_router{&detail::route_hello, nullptr});
 }
 
 }  // namespace

@@ -6,10 +6,12 @@
 #include "prefork/detail/listener.hpp"
 #include "prefork/detail/master.hpp"
 #include "prefork/detail/signal_reader.hpp"
+#include "prefork/detail/upgrade_handover.hpp"
 #include "prefork/log.hpp"
 
 #include <boost/json.hpp>
 
+#include <climits>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -39,16 +41,34 @@ std::string app_names(const std::vector<app>& apps) {
   return names;
 }
 
-/// Writes the pid file; returns false (after logging) when it cannot.
+/// Writes the pid file (replacing a stale one); returns false (after logging) when it cannot.
 bool write_pid_file(const std::string& path) {
   std::ofstream out(path, std::ios::trunc);
   out << ::getpid() << "\n";
   out.flush();
   if (!out) {
-    log_error("cannot write pid file", {{"path", path}});
+    log_fatal("cannot write pid file", {{"path", path}});
     return false;
   }
   return true;
+}
+
+/// Removes the pid file if it still names us (after an upgrade it names our successor).
+void remove_pid_file(const std::string& path) {
+  std::ifstream in(path);
+  long pid = 0;
+  if (in >> pid && pid == ::getpid()) ::unlink(path.c_str());
+}
+
+std::string executable_path() {
+  char path[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
+  if (n <= 0) return {};
+  return std::string(path, static_cast<std::size_t>(n));
+}
+
+void close_all(std::vector<detail::listener>& listeners) {
+  for (auto& l : listeners) detail::close_listener(l);
 }
 
 }  // namespace
@@ -70,6 +90,11 @@ int run(int argc, const char* const* argv, std::vector<app> apps) {
   auto settings = effective_config(*command);
   if (!settings) return fail(program, settings.error().message, 2);
   const app* application = find_app(apps, settings->app);
+  // A program that registers a single app serves it unless told otherwise.
+  if (application == nullptr && apps.size() == 1 && settings->app == default_config().app) {
+    application = &apps.front();
+    settings->app = application->name;
+  }
   if (application == nullptr)
     return fail(program, "\"app\": unknown app \"" + settings->app + "\" (available: " + app_names(apps) + ")", 2);
   if (command->check_config) {
@@ -90,28 +115,52 @@ int run(int argc, const char* const* argv, std::vector<app> apps) {
   if (auto limit = detail::raise_open_file_limit(); !limit)
     log_warning("cannot raise the open file limit", {{"error", limit.error().message()}});
 
-  std::vector<detail::listener> listeners;
+  // Sockets: inherited from an upgrading predecessor when it passed them, else opened.
+  detail::upgrade_handover handover = detail::take_upgrade_handover();
+  detail::master_sockets sockets;
   for (const auto& where : settings->bind) {
-    auto opened = detail::open_listener(where, settings->backlog, settings->socket_mode_bits);
+    auto opened = detail::adopt_or_open(handover, to_string(where), where, settings->backlog, settings->socket_mode_bits);
     if (!opened) {
       log_fatal("cannot listen", {{"bind", to_string(where)}, {"error", opened.error().message}});
-      for (auto& l : listeners) detail::close_listener(l);
+      close_all(sockets.listeners);
       return exit_status_for(opened.error().code);
     }
-    listeners.push_back(std::move(*opened));
+    sockets.listeners.push_back(std::move(*opened));
   }
+  if (!settings->control.empty()) {
+    bind_address control_address;
+    control_address.path = settings->control;
+    auto control = detail::adopt_or_open(handover, "control", control_address, 64, 0600);
+    if (!control) {
+      log_fatal("cannot open the control socket", {{"path", settings->control}, {"error", control.error().message}});
+      close_all(sockets.listeners);
+      return exit_status_for(control.error().code);
+    }
+    sockets.control = std::move(*control);
+  }
+  detail::close_unclaimed(handover);
 
   if (settings->pid_file && !write_pid_file(*settings->pid_file)) {
-    for (auto& l : listeners) detail::close_listener(l);
+    close_all(sockets.listeners);
+    if (sockets.control) detail::close_listener(*sockets.control);
     return 1;
   }
+
+  detail::master_hooks hooks;
+  hooks.reread_config = [command = *command] { return effective_config(command); };
+  hooks.on_first_ready = [&handover] { detail::announce_upgrade_ready(handover); };
+  hooks.executable = executable_path();
+  for (int i = 1; i < argc; ++i) hooks.arguments.emplace_back(argv[i]);
+
+  const std::optional<std::string> pid_file = settings->pid_file;
   int status = 1;
   try {
-    status = detail::run_master(*settings, *application, std::move(listeners));
+    status = detail::run_master(std::make_shared<const config>(std::move(*settings)), *application,
+                                std::move(sockets), std::move(hooks));
   } catch (const std::exception& e) {
     log_fatal("master failed", {{"error", e.what()}});
   }
-  if (settings->pid_file) ::unlink(settings->pid_file->c_str());
+  if (pid_file) remove_pid_file(*pid_file);
   return status;
 }
 

@@ -9,7 +9,7 @@
 
 #include <filesystem>
 
-using namespace prefork::testing;
+using namespace prefork::test_support;
 namespace fs = std::filesystem;
 namespace json = boost::json;
 

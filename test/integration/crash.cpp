@@ -13,7 +13,7 @@
 #include <algorithm>
 #include <thread>
 
-using namespace prefork::testing;
+using namespace prefork::test_support;
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
@@ -25,7 +25,8 @@ BOOST_AUTO_TEST_CASE(sigkill_of_a_worker_under_load_loses_nothing) {
   server_options options;
   options.config["workers"] = workers;
   server_process server(std::move(options));
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  server.require_ready();
+  auto ready_at = clock_type::now();
   auto before = server.worker_pids();
   BOOST_REQUIRE_EQUAL(before.size(), static_cast<std::size_t>(workers));
 
@@ -34,8 +35,12 @@ BOOST_AUTO_TEST_CASE(sigkill_of_a_worker_under_load_loses_nothing) {
   load_config.clients = clients;
   load_config.mode = load_mode::connection_per_request;
   load_generator load(load_config);
-  BOOST_REQUIRE_MESSAGE(load.wait_successes(300, 20s), "load did not get going: " << load.snapshot().summary());
+  bool going = load.wait_successes(300, 20s);
+  BOOST_REQUIRE_MESSAGE(going, "load did not get going: " << load.snapshot().summary());
 
+  // Past restart.min_uptime_ms (1 s by default) the victim is not "dying young": its
+  // replacement must come at once, not after a backoff delay.
+  std::this_thread::sleep_until(ready_at + 1500ms);
   pid_t victim = before.front();
   auto killed_at = clock_type::now();
   BOOST_REQUIRE(::kill(victim, SIGKILL) == 0);
@@ -57,18 +62,27 @@ BOOST_AUTO_TEST_CASE(sigkill_of_a_worker_under_load_loses_nothing) {
   pid_t replacement = fresh.front();
 
   auto ready = server.wait_for_log("worker ready", 10s, [&](const boost::json::object& line) {
-    return log_int(line, "pid") == replacement;
+    return event_pid(line) == replacement;
   });
   BOOST_REQUIRE_MESSAGE(ready.has_value(), "the replacement never logged \"worker ready\"\n" << server.diagnostics());
+  auto ready_after = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - killed_at);
+  BOOST_TEST_MESSAGE("replacement ready (seen in the log) " << ready_after.count() << " ms after SIGKILL");
+  // SPEC section 7 asks for 100 ms; the bound leaves room for a loaded 2-core machine and
+  // the 20 ms log polling, and still catches a backoff or a restart that waits for a timer.
+  BOOST_TEST(ready_after.count() < 1000, "the replacement took " << ready_after.count() << " ms to be ready");
 
   // Service goes on after the kill.
-  auto at_kill = load.snapshot().successes;
-  BOOST_TEST(load.wait_successes(at_kill + 300, 20s), "load stalled after the kill: " << load.snapshot().summary());
+  auto so_far = load.snapshot().successes;
+  bool going_on = load.wait_successes(so_far + 300, 20s);
+  BOOST_TEST(going_on, "load stalled after the kill: " << load.snapshot().summary());
   auto result = load.stop();
   BOOST_TEST_MESSAGE("load: " << result.summary());
   BOOST_TEST(result.total_failures() <= static_cast<std::uint64_t>(clients), result.summary());
   BOOST_TEST(result.failed(failure_kind::connect_refused) == 0u, result.summary());
   BOOST_TEST(result.failed(failure_kind::bad_status) == 0u, result.summary());
+  // The victim's connections close with it (reset or EOF); a request that hangs instead
+  // was neither served nor closed: a connection the master kept or re-dispatched without
+  // the bytes the dead worker had already read.
   BOOST_TEST(result.failed(failure_kind::timeout) == 0u, result.summary());
 
   // The replacement serves: hold two connections per worker open (least-connections spreads
@@ -91,7 +105,7 @@ BOOST_AUTO_TEST_CASE(sigkill_of_a_worker_under_load_loses_nothing) {
 
   auto exited = server.find_log("worker exited");
   auto victim_line = std::find_if(exited.begin(), exited.end(),
-                                  [&](const boost::json::object& line) { return log_int(line, "pid") == victim; });
+                                  [&](const boost::json::object& line) { return event_pid(line) == victim; });
   BOOST_REQUIRE_MESSAGE(victim_line != exited.end(), "no \"worker exited\" line for " << victim << "\n"
                                                                                      << server.diagnostics());
   BOOST_TEST(log_string(*victim_line, "signal") == "KILL", boost::json::serialize(*victim_line));

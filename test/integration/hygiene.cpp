@@ -19,7 +19,7 @@
 #include <stdexcept>
 #include <system_error>
 
-using namespace prefork::testing;
+using namespace prefork::test_support;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
@@ -85,23 +85,24 @@ std::string lowercase(std::string text) {
 BOOST_AUTO_TEST_SUITE(hygiene)
 
 BOOST_AUTO_TEST_CASE(stale_socket_file_is_replaced_and_served) {
-  std::optional<ino_t> stale_inode;
+  bool planted = false;
   server_options options;
   options.prepare = [&](const fs::path& dir) {
     // Bound and closed: the file stays, nobody accepts on it.
     bound_socket stale(dir / "app.sock", bound_socket::state::listening);
     stale.close();
-    stale_inode = inode_of(dir / "app.sock");
+    planted = is_socket_file(dir / "app.sock");
   };
   server_process server(std::move(options));
-  BOOST_REQUIRE(stale_inode.has_value());
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  BOOST_REQUIRE(planted);
+  server.require_ready();
 
   auto response = http_get(server.unix_endpoint(), "/", request_timeout);
   BOOST_REQUIRE_MESSAGE(response.has_value(), response.error().message());
   BOOST_TEST(response->status == 200u);
   BOOST_TEST(is_socket_file(server.dir() / "app.sock"));
-  BOOST_TEST((inode_of(server.dir() / "app.sock") != stale_inode), "the stale socket file was not replaced");
+  // (Its inode may equal the stale one's: file systems reuse a freed inode at once.
+  // Being served is the proof that the file was replaced.)
 }
 
 BOOST_AUTO_TEST_CASE(live_socket_is_address_in_use_exit_3) {
@@ -142,7 +143,7 @@ BOOST_AUTO_TEST_CASE(regular_file_at_bind_path_is_exit_3_and_kept) {
 
 BOOST_AUTO_TEST_CASE(socket_file_is_removed_after_term) {
   server_process server;
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  server.require_ready();
   BOOST_REQUIRE(is_socket_file(server.dir() / "app.sock"));
 
   BOOST_REQUIRE(server.signal(SIGTERM));
@@ -155,7 +156,7 @@ BOOST_AUTO_TEST_CASE(socket_file_is_removed_after_term) {
 
 BOOST_AUTO_TEST_CASE(replacement_regular_file_is_not_removed_at_exit) {
   server_process server;
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  server.require_ready();
   const std::string content = "not yours\n";
   fs::remove(server.dir() / "app.sock");
   write_file(server.dir() / "app.sock", content);
@@ -171,7 +172,7 @@ BOOST_AUTO_TEST_CASE(replacement_regular_file_is_not_removed_at_exit) {
 
 BOOST_AUTO_TEST_CASE(replacement_socket_is_not_removed_at_exit) {
   server_process server;
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  server.require_ready();
   fs::remove(server.dir() / "app.sock");
   bound_socket other(server.dir() / "app.sock", bound_socket::state::listening);
   auto other_inode = inode_of(server.dir() / "app.sock");

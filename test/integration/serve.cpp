@@ -1,6 +1,7 @@
 // preforkd serves the hello app over Unix and TCP listeners (status codes, HEAD,
 // keep-alive, pipelining), and its workers hold nothing but their own channel.
 #include "support/http_client.hpp"
+#include "support/load.hpp"
 #include "support/procfs.hpp"
 #include "support/server_process.hpp"
 
@@ -12,7 +13,7 @@
 #include <sstream>
 #include <thread>
 
-using namespace prefork::testing;
+using namespace prefork::test_support;
 using namespace std::chrono_literals;
 
 namespace {
@@ -57,7 +58,7 @@ BOOST_AUTO_TEST_SUITE(serve)
 
 BOOST_AUTO_TEST_CASE(hello_over_unix_socket) {
   server_process server;
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  server.require_ready();
 
   auto listening = server.find_log("listening");
   BOOST_REQUIRE_EQUAL(listening.size(), 1u);
@@ -80,7 +81,7 @@ BOOST_AUTO_TEST_CASE(hello_over_tcp) {
   server_options options;
   options.config["bind"] = boost::json::array{"unix:app.sock", "127.0.0.1:0"};
   server_process server(std::move(options));
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  server.require_ready();
 
   auto tcp = server.listening_endpoint("127.0.0.1:0");
   BOOST_REQUIRE_MESSAGE(tcp.has_value(), "no \"listening\" line for 127.0.0.1:0\n" << server.diagnostics());
@@ -96,7 +97,7 @@ BOOST_AUTO_TEST_CASE(hello_over_tcp) {
 
 BOOST_AUTO_TEST_CASE(unknown_path_is_404) {
   server_process server;
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  server.require_ready();
   auto response = http_get(server.unix_endpoint(), "/no/such/page", request_timeout);
   BOOST_REQUIRE_MESSAGE(response.has_value(), response.error().message());
   BOOST_TEST(response->status == 404u);
@@ -104,7 +105,7 @@ BOOST_AUTO_TEST_CASE(unknown_path_is_404) {
 
 BOOST_AUTO_TEST_CASE(other_method_is_405) {
   server_process server;
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  server.require_ready();
   auto response = http_request(server.unix_endpoint(), "DELETE", "/", request_timeout);
   BOOST_REQUIRE_MESSAGE(response.has_value(), response.error().message());
   BOOST_TEST(response->status == 405u);
@@ -113,7 +114,7 @@ BOOST_AUTO_TEST_CASE(other_method_is_405) {
 
 BOOST_AUTO_TEST_CASE(head_has_headers_and_no_body) {
   server_process server;
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  server.require_ready();
   http_connection connection;
   BOOST_REQUIRE(!connection.connect(server.unix_endpoint(), request_timeout));
 
@@ -133,7 +134,7 @@ BOOST_AUTO_TEST_CASE(head_has_headers_and_no_body) {
 
 BOOST_AUTO_TEST_CASE(keep_alive_serves_three_requests_on_one_connection) {
   server_process server;
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  server.require_ready();
   http_connection connection;
   BOOST_REQUIRE(!connection.connect(server.unix_endpoint(), request_timeout));
   int fd = connection.native_handle();
@@ -149,7 +150,7 @@ BOOST_AUTO_TEST_CASE(keep_alive_serves_three_requests_on_one_connection) {
 
 BOOST_AUTO_TEST_CASE(pipelined_requests_are_answered_in_order) {
   server_process server;
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  server.require_ready();
   http_connection connection;
   BOOST_REQUIRE(!connection.connect(server.unix_endpoint(), request_timeout));
   std::string batch = make_request("GET", "/") + make_request("GET", "/healthz") + make_request("GET", "/missing");
@@ -168,12 +169,31 @@ BOOST_AUTO_TEST_CASE(pipelined_requests_are_answered_in_order) {
   BOOST_TEST(third->status == 404u);
 }
 
+BOOST_AUTO_TEST_CASE(concurrent_clients_see_no_failure) {
+  server_process server;
+  server.require_ready();
+  for (auto mode : {load_mode::connection_per_request, load_mode::keep_alive}) {
+    load_options load_config;
+    load_config.target = server.unix_endpoint();
+    load_config.clients = 8;
+    load_config.mode = mode;
+    load_generator load(load_config);
+    bool done = load.wait_successes(500, 20s);
+    auto result = load.stop();
+    BOOST_TEST_MESSAGE((mode == load_mode::keep_alive ? "keep-alive" : "connection per request")
+                       << " load: " << result.summary());
+    BOOST_TEST(done, result.summary());
+    BOOST_TEST(result.total_failures() == 0u, result.summary());
+    if (mode == load_mode::keep_alive) BOOST_TEST(result.reconnects == 0u, result.summary());
+  }
+}
+
 BOOST_AUTO_TEST_CASE(workers_hold_no_listener_and_no_sibling_channel) {
   server_options options;
   options.config["workers"] = 3;
   options.config["bind"] = boost::json::array{"unix:app.sock", "127.0.0.1:0"};
   server_process server(std::move(options));
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  server.require_ready();
 
   auto workers = server.worker_pids();
   BOOST_REQUIRE_EQUAL(workers.size(), 3u);

@@ -14,7 +14,7 @@
 #include <filesystem>
 #include <thread>
 
-using namespace prefork::testing;
+using namespace prefork::test_support;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using clock_type = std::chrono::steady_clock;
@@ -74,12 +74,13 @@ BOOST_AUTO_TEST_SUITE(stop)
 BOOST_AUTO_TEST_CASE(term_under_load_exits_0_and_removes_the_socket) {
   constexpr int clients = 8;
   server_process server(stop_options());
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  server.require_ready();
   load_options load_config;
   load_config.target = server.unix_endpoint();
   load_config.clients = clients;
   load_generator load(load_config);
-  BOOST_REQUIRE_MESSAGE(load.wait_successes(200, 20s), "load did not get going: " << load.snapshot().summary());
+  bool going = load.wait_successes(200, 20s);
+  BOOST_REQUIRE_MESSAGE(going, "load did not get going: " << load.snapshot().summary());
 
   auto term_at = clock_type::now();
   BOOST_REQUIRE(server.signal(SIGTERM));
@@ -104,7 +105,7 @@ BOOST_AUTO_TEST_CASE(term_under_load_exits_0_and_removes_the_socket) {
 BOOST_AUTO_TEST_CASE(term_lets_in_flight_requests_finish_with_connection_close) {
   constexpr int connections_count = 8;
   server_process server(stop_options());
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  server.require_ready();
   BOOST_REQUIRE_MESSAGE(wait_worker_client_sockets(server, 0, 3s), "the readiness probe's connection stays open");
 
   // Request line and some headers, without the final empty line: in flight, not idle.
@@ -113,14 +114,15 @@ BOOST_AUTO_TEST_CASE(term_lets_in_flight_requests_finish_with_connection_close) 
     BOOST_REQUIRE(!connection.connect(server.unix_endpoint(), request_timeout));
     BOOST_REQUIRE(!connection.send("GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: prefork-test\r\n", request_timeout));
   }
-  BOOST_REQUIRE_MESSAGE(wait_worker_client_sockets(server, connections_count, 5s),
-                        "the workers hold " << worker_client_sockets(server) << " client connections, expected "
-                                            << connections_count);
+  bool all_held = wait_worker_client_sockets(server, connections_count, 5s);
+  BOOST_REQUIRE_MESSAGE(all_held, "the workers hold " << worker_client_sockets(server)
+                                                      << " client connections, expected " << connections_count);
 
   auto term_at = clock_type::now();
   BOOST_REQUIRE(server.signal(SIGTERM));
   std::this_thread::sleep_for(200ms);
-  BOOST_TEST(server.running(), "preforkd exited with requests in flight\n" << server.diagnostics());
+  bool still_running = server.running();
+  BOOST_TEST(still_running, "preforkd exited with requests in flight\n" << server.diagnostics());
   BOOST_TEST(!fs::exists(fs::symlink_status(server.dir() / "app.sock")), "the listener's file is still there");
 
   for (std::size_t i = 0; i < connections.size(); ++i) {
@@ -146,7 +148,7 @@ BOOST_AUTO_TEST_CASE(term_lets_in_flight_requests_finish_with_connection_close) 
 
 BOOST_AUTO_TEST_CASE(term_closes_idle_keep_alive_connections_at_once) {
   server_process server(stop_options());
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  server.require_ready();
   auto connections = open_idle_connections(server, 4);
 
   auto term_at = clock_type::now();
@@ -166,7 +168,7 @@ BOOST_AUTO_TEST_CASE(term_closes_idle_keep_alive_connections_at_once) {
 
 BOOST_AUTO_TEST_CASE(int_stops_fast_with_exit_0) {
   server_process server(stop_options());
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  server.require_ready();
   auto connections = open_idle_connections(server, 2);
 
   auto int_at = clock_type::now();
@@ -182,7 +184,7 @@ BOOST_AUTO_TEST_CASE(int_stops_fast_with_exit_0) {
 
 BOOST_AUTO_TEST_CASE(quit_stops_fast_with_exit_0) {
   server_process server(stop_options());
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  server.require_ready();
   auto connections = open_idle_connections(server, 2);
 
   auto quit_at = clock_type::now();
@@ -197,7 +199,7 @@ BOOST_AUTO_TEST_CASE(quit_stops_fast_with_exit_0) {
 
 BOOST_AUTO_TEST_CASE(workers_die_with_the_master) {
   server_process server;
-  BOOST_REQUIRE_MESSAGE(server.wait_ready(), server.diagnostics());
+  server.require_ready();
   auto workers = server.worker_pids();
   BOOST_REQUIRE(!workers.empty());
   BOOST_REQUIRE(server.signal(SIGKILL));

@@ -17,7 +17,7 @@
 #include <charconv>
 #include <optional>
 
-namespace prefork::testing {
+namespace prefork::test_support {
 
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
@@ -231,4 +231,4 @@ boost::system::result<http_response> http_get(const endpoint& where, std::string
   return http_request(where, "GET", target, timeout);
 }
 
-}  // namespace prefork::testing
+}  // namespace prefork::test_support

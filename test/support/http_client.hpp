@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-namespace prefork::testing {
+namespace prefork::test_support {
 
 /// Where a test connects: a Unix socket path or a numeric TCP host and port.
 struct endpoint {
@@ -107,4 +107,4 @@ boost::system::result<http_response> http_request(const endpoint& where, std::st
 boost::system::result<http_response> http_get(const endpoint& where, std::string_view target,
                                               std::chrono::milliseconds timeout);
 
-}  // namespace prefork::testing
+}  // namespace prefork::test_support

@@ -5,7 +5,7 @@
 
 #include <sstream>
 
-namespace prefork::testing {
+namespace prefork::test_support {
 
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
@@ -144,4 +144,4 @@ void load_generator::run_client() {
   }
 }
 
-}  // namespace prefork::testing
+}  // namespace prefork::test_support

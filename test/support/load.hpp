@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-namespace prefork::testing {
+namespace prefork::test_support {
 
 enum class load_mode { connection_per_request, keep_alive };
 
@@ -90,4 +90,4 @@ class load_generator {
 /// Classifies an error code from http_connection into a failure kind.
 failure_kind classify(const boost::system::error_code& ec) noexcept;
 
-}  // namespace prefork::testing
+}  // namespace prefork::test_support

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <system_error>
 
-namespace prefork::testing {
+namespace prefork::test_support {
 
 namespace fs = std::filesystem;
 
@@ -115,4 +115,4 @@ std::string describe_process(pid_t pid) {
   return text.str();
 }
 
-}  // namespace prefork::testing
+}  // namespace prefork::test_support

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace prefork::testing {
+namespace prefork::test_support {
 
 /// The children of `pid` (from /proc/PID/task/*/children, so children forked by any
 /// thread count), sorted. Empty when the process is gone.
@@ -24,4 +24,4 @@ std::vector<pid_t> live_group_members(pid_t pgid);
 /// One-line description of `pid` for messages: "1234 (preforkd) state S ppid 1200".
 std::string describe_process(pid_t pid);
 
-}  // namespace prefork::testing
+}  // namespace prefork::test_support

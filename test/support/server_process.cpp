@@ -27,7 +27,7 @@
 
 extern char** environ;
 
-namespace prefork::testing {
+namespace prefork::test_support {
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
@@ -406,7 +406,7 @@ bool server_process::wait_ready(std::chrono::milliseconds timeout) {
       auto workers = worker_pids();
       std::size_t logged_ready = 0;
       for (const auto& line : find_log("worker ready")) {
-        auto pid = log_int(line, "pid");
+        auto pid = event_pid(line);
         if (pid && std::find(workers.begin(), workers.end(), static_cast<pid_t>(*pid)) != workers.end()) {
           ++logged_ready;
         }
@@ -428,6 +428,13 @@ bool server_process::wait_ready(std::chrono::milliseconds timeout) {
     }
     std::this_thread::sleep_for(20ms);
   }
+}
+
+void server_process::require_ready(std::chrono::milliseconds timeout) {
+  bool ready = wait_ready(timeout);
+  // Built after wait_ready(): a message expression in the macro may be evaluated first.
+  std::string why = ready ? std::string() : diagnostics();
+  BOOST_REQUIRE_MESSAGE(ready, why);
 }
 
 std::vector<json::object> server_process::log_lines() const {
@@ -485,4 +492,9 @@ std::optional<long long> log_int(const json::object& line, std::string_view key)
   return std::nullopt;
 }
 
-}  // namespace prefork::testing
+std::optional<long long> event_pid(const json::object& line) {
+  if (line.contains("event.pid")) return log_int(line, "event.pid");
+  return log_int(line, "pid");
+}
+
+}  // namespace prefork::test_support

@@ -18,7 +18,7 @@
 #include <utility>
 #include <vector>
 
-namespace prefork::testing {
+namespace prefork::test_support {
 
 /// How a child process ended: an exit code, or the signal that killed it.
 struct exit_status {
@@ -87,7 +87,8 @@ struct server_options {
 };
 
 /// One preforkd started in a fresh temp dir (its working directory), in its own process
-/// group, with stdout and stderr captured to files there (stdout.log, stderr.log).
+/// group, with stdout and stderr captured to files there (stdout.log, stderr.log), and
+/// PR_SET_PDEATHSIG(SIGKILL) so that it dies with the test process.
 /// Destruction: SIGKILL to the group if the master still runs, reap the master, wait up
 /// to 2 s for every member of the group to vanish (reported with BOOST_ERROR if not, then
 /// killed), print the tail of stderr if the test failed, and remove the temp dir.
@@ -109,6 +110,8 @@ class server_process {
   /// configured count of children of the master) has logged "worker ready".
   /// False when the deadline passes or preforkd exits first; last_error() says which.
   bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  /// wait_ready(), and on failure BOOST_REQUIRE fails the test with diagnostics().
+  void require_ready(std::chrono::milliseconds timeout = std::chrono::seconds(20));
   const std::string& last_error() const noexcept { return last_error_; }
 
   /// The first `unix:` bind of the config, made absolute (dir()/app.sock by default).
@@ -160,5 +163,9 @@ class server_process {
 std::string log_string(const boost::json::object& line, std::string_view key);
 /// An integer field of a log line, or nullopt when absent or not an integer.
 std::optional<long long> log_int(const boost::json::object& line, std::string_view key);
+/// The pid an event is about (e.g. the worker of "worker ready"): the logger writes an
+/// event field that collides with a line key as `event.<key>`, so `event.pid` when
+/// present, else `pid` (the writer's own pid).
+std::optional<long long> event_pid(const boost::json::object& line);
 
-}  // namespace prefork::testing
+}  // namespace prefork::test_support

@@ -8,6 +8,7 @@
 #include <boost/intrusive/list.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <sys/types.h>
 
 namespace prefork {
@@ -32,9 +33,16 @@ class worker_context {
   /// flight, answer it with `Connection: close`, and end.
   bool draining() const noexcept { return draining_; }
 
-  /// Starts draining: wakes every connection idle in connection::wait_for_request,
-  /// which then returns wait_result::drained.
-  void begin_drain();
+  /// Takes an idle connection's descriptor (and the index of its listener) off a
+  /// draining worker, to serve it elsewhere. Owns the descriptor from the call on.
+  using handback_fn = std::function<void(int fd, std::uint32_t listener_index)>;
+
+  /// Starts draining: every connection idle in connection::wait_for_request wakes and
+  /// returns wait_result::drained. With `handback`, each idle connection's descriptor is
+  /// released to it first (nothing of a next request is buffered in the handler, and
+  /// whatever the client sent meanwhile stays in the kernel's buffer), so the client
+  /// never sees its keep-alive connection cut; without, the handlers close them.
+  void begin_drain(const handback_fn& handback = {});
 
   /// A handler calls this once per request it answered (HTTP response, echo session...).
   void count_request() noexcept { ++requests_; }

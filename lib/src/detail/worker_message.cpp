@@ -25,6 +25,9 @@ std::string encode_worker_message(const worker_message& message) {
     case worker_message_kind::draining:
       object["type"] = "draining";
       break;
+    case worker_message_kind::reopen_logs:
+      object["type"] = "reopen_logs";
+      break;
   }
   return json::serialize(object);
 }
@@ -62,6 +65,8 @@ boost::system::result<worker_message> decode_worker_message(std::string_view pay
       return make_error_code(errc::frame_malformed);
   } else if (name == "draining") {
     message.kind = worker_message_kind::draining;
+  } else if (name == "reopen_logs") {
+    message.kind = worker_message_kind::reopen_logs;
   } else {
     return make_error_code(errc::frame_malformed);
   }

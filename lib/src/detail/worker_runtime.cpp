@@ -28,6 +28,11 @@ namespace asio = boost::asio;
 
 namespace {
 
+struct handed_back {
+  int fd;
+  std::uint32_t listener_index;
+};
+
 /// The worker's state; lives on run_worker's stack until _exit.
 class worker_runtime {
  public:
@@ -72,6 +77,15 @@ class worker_runtime {
         for (std::size_t i = 0; i < frame.fd_count; ++i)
           serve(frame.fds[i], read_listener_index(frame.payload, i));
         received_any = true;
+      } else if (frame.type == frame_type::control) {
+        std::string_view text(reinterpret_cast<const char*>(frame.payload.data()), frame.payload.size());
+        auto message = decode_worker_message(text);
+        if (message && message->kind == worker_message_kind::reopen_logs) {
+          if (auto reopen_error = reopen_logs())
+            log_error("cannot reopen log file", {{"error", reopen_error.message()}});
+        } else {
+          log_warning("unexpected control message from master", {{"message", text}});
+        }
       } else {
         frame.close_descriptors();
         log_warning("unexpected frame from master", {{"type", static_cast<int>(frame.type)}});
@@ -98,17 +112,24 @@ class worker_runtime {
       on_connection_closed();
       return;
     }
-    asio::co_spawn(io_, launch_.application->serve(connection(std::move(socket), listener_index, context_)),
-                   [this](std::exception_ptr error) {
-                     if (error) {
-                       try {
-                         std::rethrow_exception(error);
-                       } catch (const std::exception& e) {
-                         log_error("connection handler failed", {{"error", e.what()}});
-                       }
-                     }
-                     on_connection_closed();
-                   });
+    // Served only once the master has our acknowledgement (flush): until then it may
+    // hand this descriptor to another worker if we die, so we must not read from it.
+    unacknowledged_.emplace_back(std::move(socket), listener_index, context_);
+  }
+
+  void start_acknowledged() {
+    for (auto& conn : unacknowledged_)
+      asio::co_spawn(io_, launch_.application->serve(std::move(conn)), [this](std::exception_ptr error) {
+        if (error) {
+          try {
+            std::rethrow_exception(error);
+          } catch (const std::exception& e) {
+            log_error("connection handler failed", {{"error", e.what()}});
+          }
+        }
+        on_connection_closed();
+      });
+    unacknowledged_.clear();
   }
 
   void on_connection_closed() {
@@ -147,7 +168,8 @@ class worker_runtime {
       (void)send_frame(channel_.native_handle(), frame_type::control, std::as_bytes(std::span(text)));
   }
 
-  /// Sends queued control messages, then the latest cumulative counters.
+  /// Sends queued control messages, then handed-back connections, then the latest
+  /// cumulative counters.
   void flush() {
     while (!control_outbox_.empty()) {
       const std::string& text = control_outbox_.front();
@@ -156,11 +178,29 @@ class worker_runtime {
       if (ec) return;  // the master is gone; channel EOF ends us
       control_outbox_.pop_front();
     }
+    while (!handbacks_.empty()) {
+      std::size_t count = std::min(handbacks_.size(), max_fds_per_frame);
+      std::array<std::uint32_t, max_fds_per_frame> indexes;
+      std::array<int, max_fds_per_frame> fds;
+      for (std::size_t i = 0; i < count; ++i) {
+        indexes[i] = handbacks_[i].listener_index;
+        fds[i] = handbacks_[i].fd;
+      }
+      auto ec = send_frame(channel_.native_handle(), frame_type::handback,
+                           std::as_bytes(std::span(indexes.data(), count)), std::span(fds.data(), count));
+      if (ec == asio::error::would_block) return arm_write_wait();
+      if (ec) log_error("cannot hand connections back", {{"count", count}, {"error", ec.message()}});
+      // Sent (the master has its own copies now) or failed: ours are closed either way.
+      for (std::size_t i = 0; i < count; ++i) ::close(fds[i]);
+      handbacks_.erase(handbacks_.begin(), handbacks_.begin() + static_cast<std::ptrdiff_t>(count));
+    }
     if (!progress_dirty_) return;
     progress_counters counters{received_, closed_, context_.requests()};
     auto ec = send_frame(channel_.native_handle(), frame_type::progress, as_payload(counters));
     if (ec == asio::error::would_block) return arm_write_wait();
     progress_dirty_ = false;
+    start_acknowledged();
+    if (context_.draining()) asio::post(io_, [this] { exit_if_drained(); });
   }
 
   void arm_write_wait() {
@@ -175,7 +215,11 @@ class worker_runtime {
   void begin_drain() {
     if (context_.draining()) return;
     log_info("worker draining", {{"open", open_connections()}});
-    context_.begin_drain();
+    // Idle keep-alive connections go back to the master, which gives them to another
+    // worker: their clients never see a reset (SPEC 2, reload).
+    context_.begin_drain([this](int fd, std::uint32_t listener_index) {
+      handbacks_.push_back({fd, listener_index});
+    });
     worker_message draining;
     draining.kind = worker_message_kind::draining;
     queue_control(encode_worker_message(draining));
@@ -184,6 +228,11 @@ class worker_runtime {
 
   void exit_if_drained() {
     if (!context_.draining() || open_connections() != 0) return;
+    if (!handbacks_.empty() || !control_outbox_.empty()) {
+      // Send what is left first; flush() calls back here once the counters went out.
+      progress_dirty_ = true;
+      return flush();
+    }
     // A frame sent just before our TERM may still sit in the channel: serve it first.
     if (!drain_channel()) finish(0);
     if (open_connections() == 0) finish(0);
@@ -210,6 +259,8 @@ class worker_runtime {
   asio::posix::stream_descriptor channel_;
   std::vector<std::byte> receive_buffer_;
   std::deque<std::string> control_outbox_;
+  std::vector<handed_back> handbacks_;
+  std::vector<connection> unacknowledged_;  // received, acknowledgement not sent yet
   std::uint64_t received_ = 0;
   std::uint64_t closed_ = 0;
   bool progress_dirty_ = false;

@@ -9,7 +9,10 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <fstream>
+#include <signal.h>
+#include <thread>
 
 namespace {
 
@@ -29,6 +32,22 @@ pid_t impossible_pid() {
   pid_t pid_max = 4194304;
   file >> pid_max;
   return pid_max;
+}
+
+// Reaps `child` and returns its exit status, or -1 (after killing it) if it has not
+// finished within 5 s.
+int wait_bounded(pid_t child) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  int status = 0;
+  while (::waitpid(child, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(child, SIGKILL);
+      ::waitpid(child, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 }  // namespace
@@ -56,10 +75,7 @@ BOOST_AUTO_TEST_CASE(raise_lifts_a_low_soft_limit) {
     ::getrlimit(RLIMIT_NOFILE, &now);
     ::_exit(raised && *raised == 512 && now.rlim_cur == 512 && now.rlim_max == 512 ? 0 : 1);
   }
-  int status = 0;
-  BOOST_REQUIRE(::waitpid(child, &status, 0) == child);
-  BOOST_TEST(WIFEXITED(status));
-  BOOST_TEST(WEXITSTATUS(status) == 0);
+  BOOST_TEST(wait_bounded(child) == 0);
 }
 
 BOOST_AUTO_TEST_CASE(count_follows_opened_and_closed_descriptors) {
@@ -103,15 +119,16 @@ BOOST_AUTO_TEST_CASE(count_of_another_process) {
   BOOST_REQUIRE(child >= 0);
   if (child == 0) {
     char byte = 0;
-    // Waits for the parent to look; EOF when the parent closes its end.
-    ::_exit(::read(pipe_ends[0], &byte, 1) >= 0 ? 0 : 1);
+    // Waits until the parent has looked and writes a byte (no EOF: we hold the write end).
+    ::_exit(::read(pipe_ends[0], &byte, 1) == 1 ? 0 : 1);
   }
   auto counted = count_open_descriptors(child);
   const auto listed = list_open_descriptors(child);
-  ::close(pipe_ends[1]);
-  int status = 0;
-  ::waitpid(child, &status, 0);
+  const char go = 'x';
+  BOOST_TEST(::write(pipe_ends[1], &go, 1) == 1);
+  BOOST_TEST(wait_bounded(child) == 0);
   ::close(pipe_ends[0]);
+  ::close(pipe_ends[1]);
   BOOST_REQUIRE_MESSAGE(counted, counted.error().message());
   BOOST_TEST(*counted == parent_count);  // the child inherited exactly our descriptors
   BOOST_TEST(listed.size() == parent_count);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/assert/source_location.hpp>
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/system/result.hpp>
@@ -18,6 +19,9 @@ struct control_error {
   std::string code;
   std::string message;
 };
+
+/// Lets boost::system::result<T, control_error>::value() throw std::runtime_error("code: message").
+[[noreturn]] void throw_exception_from_error(const control_error& error, const boost::source_location& location);
 
 enum class stop_kind { graceful, fast };
 enum class kill_signal { term, kill };

@@ -80,4 +80,9 @@ struct http_router {
 /// (the caller logs them) after the connection is closed.
 boost::asio::awaitable<void> serve_http(connection conn, http_router router);
 
+/// The hello app's routes (SPEC 4), for routers that extend it (testbed): GET and HEAD
+/// on `/` and `/healthz`, 405 with `Allow: GET, HEAD` for another method there, 404 for
+/// any other path whatever the method. Never defers, never throws.
+route_result route_hello(const http_request& request, http_response& response, connection& conn);
+
 }  // namespace prefork::detail

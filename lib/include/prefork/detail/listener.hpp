@@ -64,7 +64,9 @@ boost::system::result<listener, listen_error> open_unix_listener(const std::stri
 
 /// Closes the fd (if still >= 0) and, for a Unix listener whose file we created, unlinks
 /// the path only if it is still that same inode (lstat dev/ino match): a file another
-/// process put there since is left alone. Idempotent; never fails.
+/// process put there since is left alone. Idempotent; never fails. The check is exact while
+/// the socket is open (it pins our inode), so call it before closing an acceptor that took
+/// the fd, or let it close the fd itself.
 void close_listener(listener& l) noexcept;
 
 }  // namespace prefork::detail

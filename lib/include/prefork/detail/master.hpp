@@ -7,7 +7,14 @@
 #include "prefork/config.hpp"
 #include "prefork/detail/listener.hpp"
 
+#include <boost/system/result.hpp>
+
 #include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <memory>
+#include <string_view>
 #include <vector>
 
 namespace prefork::detail {
@@ -28,10 +35,38 @@ struct master_stats {
   std::uint64_t requests = 0;
 };
 
+/// What the master needs from the program around it.
+struct master_hooks {
+  /// Re-reads the configuration for a reload (HUP, control `reload`); errors name the key.
+  std::function<boost::system::result<config, config_error>()> reread_config;
+  /// Lifecycle notifications for a service manager (systemd's sd_notify states such as
+  /// "READY=1", "RELOADING=1", "STOPPING=1", "STATUS=..."); may be empty.
+  std::function<void(std::string_view state)> notify;
+  /// Called once, when the first generation is ready (an upgrading new master tells its
+  /// predecessor through this).
+  std::function<void()> on_first_ready;
+  /// What USR2 starts: the executable on disk and its arguments (without argv[0]).
+  std::string executable;
+  std::vector<std::string> arguments;
+};
+
+/// The sockets the master serves besides the app's listeners.
+struct master_sockets {
+  std::vector<listener> listeners;  // the app's, in `bind` order
+  std::optional<listener> control;  // the control socket, if any
+};
+
 /// Runs the master on the calling thread until it stops (TERM, INT, QUIT) and returns the
 /// process exit status. Takes ownership of the open listeners and closes them (removing
 /// the socket files it created) before returning. Must be called with the handled signals
 /// blocked (signal_reader.hpp) and no other thread running, since it forks.
-int run_master(const config& settings, const app& application, std::vector<listener> listeners);
+int run_master(std::shared_ptr<const config> settings, const app& application, master_sockets sockets,
+               master_hooks hooks);
+
+/// The environment variable through which an upgrading master passes its sockets to its
+/// successor: `FD=NAME;FD=NAME...`, NAME being a listener's bind text or `control`.
+inline constexpr const char* inherit_environment_variable = "PREFORK_INHERIT";
+/// The environment variable naming the pipe on which the successor says `READY`.
+inline constexpr const char* upgrade_ready_fd_variable = "PREFORK_UPGRADE_READY_FD";
 
 }  // namespace prefork::detail

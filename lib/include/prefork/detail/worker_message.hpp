@@ -1,5 +1,5 @@
 // The JSON control messages on a worker's channel (not the hot path): what a worker tells
-// the master (hello/ready, heartbeat, draining) and how the master reads them.
+// the master (ready, heartbeat, draining), what the master tells a worker (reopen_logs).
 #pragma once
 
 #include <boost/system/result.hpp>
@@ -10,7 +10,12 @@
 
 namespace prefork::detail {
 
-enum class worker_message_kind { ready, heartbeat, draining };
+enum class worker_message_kind {
+  ready,        // worker -> master: serving; carries id, generation, pid
+  heartbeat,    // worker -> master: alive; carries open, served
+  draining,     // worker -> master: it got TERM and takes no more connections
+  reopen_logs,  // master -> worker: reopen log files (USR1)
+};
 
 struct worker_message {
   worker_message_kind kind = worker_message_kind::heartbeat;

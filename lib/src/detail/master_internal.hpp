@@ -1,0 +1,222 @@
+// The master's state and its driver, shared by the master_*.cpp files: the worker table,
+// listeners, dispatch, lifecycle (reload, scale, recycle, stop) and the control target.
+// Decisions live in the plain state machines it calls (dispatch, ack_ledger,
+// restart_backoff, heartbeat_deadline, worker_state, reload_sequencer).
+#pragma once
+
+#include "prefork/detail/ack_ledger.hpp"
+#include "prefork/detail/channel.hpp"
+#include "prefork/detail/control_target.hpp"
+#include "prefork/detail/heartbeat_deadline.hpp"
+#include "prefork/detail/master.hpp"
+#include "prefork/detail/reload_sequencer.hpp"
+#include "prefork/detail/restart_backoff.hpp"
+#include "prefork/detail/worker_message.hpp"
+#include "prefork/detail/worker_state.hpp"
+#include "prefork/dispatch.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/process/v2/process.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace prefork::detail {
+
+namespace asio = boost::asio;
+using steady_clock = std::chrono::steady_clock;
+using process_handle = boost::process::v2::basic_process_handle<asio::any_io_executor>;
+
+/// Why the master expects a worker to exit; `none` makes the exit a crash.
+enum class exit_expectation { none, stop, timeout, retire };
+
+/// One worker process (or a slot waiting in backoff to start one).
+struct worker_record {
+  worker_record(int id_, std::uint64_t generation_, std::shared_ptr<const config> settings_);
+
+  int id;
+  std::uint64_t generation;
+  std::shared_ptr<const config> settings;  // the generation's configuration
+  worker_state state = worker_state::starting;
+  pid_t pid = 0;
+  std::optional<process_handle> handle;
+  std::optional<asio::posix::stream_descriptor> channel;
+  ack_ledger ledger;
+  std::uint64_t assigned = 0;    // descriptors given to this worker
+  progress_counters progress{};  // its last cumulative report
+  std::uint64_t recycle_after = 0;  // requests; 0: never
+  restart_backoff backoff;
+  heartbeat_deadline heartbeat;
+  steady_clock::time_point started{};
+  std::chrono::system_clock::time_point started_wall{};
+  std::chrono::system_clock::time_point next_attempt{};  // backoff: when it starts again
+  std::optional<asio::steady_timer> backoff_timer;
+  exit_expectation expected = exit_expectation::none;
+  bool dirty = false;  // has unsent handoffs and is on the master's flush list
+  bool write_wait_armed = false;
+  bool counts_toward_desired = true;  // false once draining or being replaced
+  int replaces = 0;  // id of the worker this one replaces once ready (recycling), or 0
+  std::vector<std::byte> receive_buffer;
+
+  std::uint64_t open() const noexcept { return assigned - progress.closed; }
+  bool alive() const noexcept { return pid > 0; }
+};
+
+using record_ptr = std::shared_ptr<worker_record>;
+
+struct listener_slot {
+  listener_slot(asio::io_context& io, listener l) : info(std::move(l)), watcher(io, info.fd) {}
+  listener info;
+  asio::posix::stream_descriptor watcher;
+  bool open = true;
+};
+
+enum class stop_mode { graceful, fast };
+
+class master final : public control_target {
+ public:
+  master(asio::io_context& io, std::shared_ptr<const config> settings, const app& application,
+         master_sockets sockets, master_hooks hooks);
+
+  asio::io_context& io() { return io_; }
+  const config& settings() const { return *settings_; }
+  bool stopping() const { return stopping_; }
+  listener_slot& listener_at(std::size_t i) { return *listeners_[i]; }
+  asio::steady_timer& capacity_timer() { return capacity_timer_; }
+  int exit_status() const { return exit_status_; }
+
+  void start();
+
+  // accepting and dispatch (master_dispatch.cpp)
+  bool any_accepting() const;
+  /// Accepts until EAGAIN or until no worker can take more. Returns true on EMFILE/ENFILE.
+  bool accept_ready(std::size_t listener_index);
+  bool read_worker_frames(worker_record& record);
+
+  // workers (master_workers.cpp)
+  void on_worker_exit(const record_ptr& record, boost::system::error_code ec, int status);
+  void tick();
+
+  // lifecycle (master_lifecycle.cpp)
+  void on_signal(int signal_number);
+  /// The successor's readiness pipe and process (master_upgrade.cpp).
+  asio::posix::stream_descriptor& successor_ready_pipe() { return *successor_ready_pipe_; }
+  process_handle& successor() { return *successor_; }
+  void on_successor_message(bool ready, const std::string& why);
+  void begin_stop(stop_mode mode);
+  /// Starts or queues a reload; `done` (optional) gets the new generation once it serves
+  /// and the old one is gone, or the error that abandoned it. Returns the generation
+  /// number the reload will have.
+  std::uint64_t request_reload(std::function<void(boost::system::result<std::uint64_t, control_error>)> done);
+  void set_desired(int desired);
+
+  // control_target (master_control.cpp)
+  boost::json::object status() override;
+  boost::json::array workers() override;
+  boost::json::object stats() override;
+  boost::json::object effective_config() override;
+  std::uint64_t scale(std::uint64_t desired) override;
+  asio::awaitable<boost::system::result<std::uint64_t, control_error>> reload(bool wait) override;
+  void stop(stop_kind kind) override;
+  boost::system::result<std::int64_t, control_error> kill_worker(std::int64_t id, kill_signal signal) override;
+  boost::system::result<void, control_error> pause_worker(std::int64_t id) override;
+  boost::system::result<void, control_error> resume_worker(std::int64_t id) override;
+  boost::system::result<void, control_error> reopen_logs() override;
+
+ private:
+  // dispatch
+  void dispatch(handoff_entry entry);
+  void flush_dirty();
+  void flush(worker_record& record);
+  void refresh_loads();
+  void refresh_load(const worker_record& record);
+  void on_capacity_maybe_restored();
+  void dispatch_unassigned();
+  void on_progress(worker_record& record, std::span<const std::byte> payload);
+  void on_control_message(worker_record& record, std::span<const std::byte> payload);
+  void send_control(worker_record& record, const worker_message& message);
+
+  // workers
+  record_ptr make_record(std::uint64_t generation);
+  void spawn(const record_ptr& record);
+  [[noreturn]] void run_child(int worker_channel, const worker_record& record);
+  void start_replacement(const worker_record& predecessor, std::chrono::milliseconds delay);
+  void remove_record(const worker_record& record);
+  void reconcile();
+  void retire(worker_record& record);
+  void on_ready(worker_record& record);
+  void on_drain_reported(worker_record& record);
+  void maybe_recycle();
+  void replace_then_retire(worker_record& record);
+  void check_heartbeats(steady_clock::time_point now);
+  record_ptr find(std::int64_t id) const;
+  int count_current(worker_state state) const;
+  bool all_current_ready() const;
+
+  // lifecycle
+  void start_reload();
+  void complete_reload_waiters();
+  void switch_over();
+  void abandon_reload(const std::string& why);
+  void apply_listeners(const config& next, std::vector<std::unique_ptr<listener_slot>>& added, std::string& error);
+  void close_listener_slot(listener_slot& slot);
+  void finish_if_stopped();
+  void notify_status();
+
+  // upgrade (master_upgrade.cpp)
+  void start_upgrade();
+  void on_successor_ready();
+  void on_successor_failed(const std::string& why);
+
+  // control socket (master_control.cpp)
+  void start_control();
+  void stop_control();
+
+  asio::io_context& io_;
+  std::shared_ptr<const config> settings_;
+  const app& application_;
+  master_hooks hooks_;
+  std::unique_ptr<dispatch_policy> policy_;
+  std::vector<std::unique_ptr<listener_slot>> listeners_;  // never shrinks: index = listener id
+  std::vector<record_ptr> records_;
+  std::vector<worker_load> loads_;         // parallel to records_
+  std::vector<worker_record*> dirty_;      // records with unsent handoffs
+  std::vector<handoff_entry> unassigned_;  // accepted, no worker could take it yet
+  asio::steady_timer capacity_timer_;      // accept loops wait on it while no worker can take more
+  asio::steady_timer stop_timer_;
+  master_stats stats_;
+  reload_sequencer reload_;
+  using reload_callback = std::function<void(boost::system::result<std::uint64_t, control_error>)>;
+  std::shared_ptr<const config> reload_previous_settings_;
+  int reload_previous_desired_ = 0;
+  std::vector<reload_callback> reload_waiters_;         // for the running reload
+  std::vector<reload_callback> queued_reload_waiters_;  // for the queued one
+  std::vector<reload_callback> old_generation_waiters_;  // switched over; wait for the old to go
+  int desired_;
+  int next_id_ = 1;
+  std::uint64_t generation_ = 1;      // the generation new workers join
+  std::uint64_t last_generation_ = 1;  // highest generation number used
+  bool stopping_ = false;
+  stop_mode stop_mode_ = stop_mode::graceful;
+  bool announced_ready_ = false;
+  int exit_status_ = 0;
+  std::optional<listener> control_listener_;
+  bool upgrading_ = false;  // a successor master is starting (USR2)
+  bool upgraded_ = false;   // the successor is ready: it owns the socket files now
+  std::optional<process_handle> successor_;
+  std::optional<asio::posix::stream_descriptor> successor_ready_pipe_;
+  steady_clock::time_point started_ = steady_clock::now();
+};
+
+/// Starts the accept loop of listener `index` (master.cpp).
+void spawn_accept_loop(master* m, std::size_t index);
+/// Starts the channel reader and the exit waiter of a freshly forked worker (master.cpp).
+void spawn_worker_tasks(master* m, const record_ptr& record);
+
+}  // namespace prefork::detail

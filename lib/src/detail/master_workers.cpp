@@ -1,0 +1,323 @@
+// The worker table: fork (the fork contract), exits and restarts with backoff, the
+// desired count, retiring, recycling and heartbeat timeouts.
+#include "master_internal.hpp"
+
+#include "prefork/detail/worker_runtime.hpp"
+#include "prefork/log.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <random>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace prefork::detail {
+
+namespace {
+
+std::string signal_name(int sig) {
+  const char* abbrev = ::sigabbrev_np(sig);
+  return abbrev ? abbrev : std::to_string(sig);
+}
+
+std::chrono::milliseconds milliseconds_since(steady_clock::time_point then) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - then);
+}
+
+}  // namespace
+
+record_ptr master::make_record(std::uint64_t generation) {
+  auto record = std::make_shared<worker_record>(next_id_++, generation, settings_);
+  records_.push_back(record);
+  refresh_loads();
+  return record;
+}
+
+record_ptr master::find(std::int64_t id) const {
+  for (const auto& record : records_)
+    if (record->id == id) return record;
+  return nullptr;
+}
+
+int master::count_current(worker_state state) const {
+  return static_cast<int>(std::count_if(records_.begin(), records_.end(), [&](const record_ptr& r) {
+    return r->generation == generation_ && r->state == state;
+  }));
+}
+
+void master::remove_record(const worker_record& record) {
+  std::erase_if(records_, [&](const record_ptr& r) { return r.get() == &record; });
+  std::erase(dirty_, &record);
+  refresh_loads();
+}
+
+void master::reconcile() {
+  if (stopping_) return;
+  auto counted = [&] {
+    return static_cast<int>(std::count_if(records_.begin(), records_.end(), [&](const record_ptr& r) {
+      return r->counts_toward_desired && r->generation == generation_;
+    }));
+  };
+  for (int n = counted(); n < desired_; ++n) spawn(make_record(generation_));
+  while (counted() > desired_) {
+    // Fewer workers: give up a slot waiting in backoff first, then a starting one, then
+    // the newest ready one.
+    record_ptr victim;
+    for (worker_state preferred : {worker_state::backoff, worker_state::starting, worker_state::paused, worker_state::ready})
+      for (auto it = records_.rbegin(); it != records_.rend() && !victim; ++it)
+        if ((*it)->counts_toward_desired && (*it)->generation == generation_ && (*it)->state == preferred) victim = *it;
+    if (!victim) break;
+    retire(*victim);
+  }
+}
+
+void master::retire(worker_record& record) {
+  record.counts_toward_desired = false;
+  if (record.state == worker_state::backoff || !record.alive()) {
+    if (record.backoff_timer) record.backoff_timer->cancel();
+    remove_record(record);
+    return;
+  }
+  if (record.state == worker_state::draining) return;
+  log_info("retiring worker", {{"id", record.id}, {"pid", record.pid}, {"connections", record.open()}});
+  record.expected = exit_expectation::retire;
+  record.state = worker_state::draining;
+  refresh_load(record);
+  // TERM: the worker finishes its requests with `Connection: close` and hands idle
+  // keep-alive connections back to us.
+  boost::system::error_code ec;
+  record.handle->request_exit(ec);
+  if (ec) log_warning("cannot signal worker", {{"id", record.id}, {"pid", record.pid}, {"error", ec.message()}});
+  notify_status();
+}
+
+void master::spawn(const record_ptr& record) {
+  auto pair = make_channel_pair();
+  if (!pair) {
+    log_error("cannot create worker channel", {{"id", record->id}, {"error", pair.error().message()}});
+    remove_record(*record);
+    start_replacement(*record, record->settings->restart.backoff_initial);
+    return;
+  }
+  const config& settings = *record->settings;
+  record->state = worker_state::starting;
+  record->receive_buffer.resize(max_frame_bytes);
+  record->heartbeat = heartbeat_deadline(settings.timeout, steady_clock::now());
+  record->started = steady_clock::now();
+  record->started_wall = std::chrono::system_clock::now();
+  record->recycle_after = recycle_threshold(settings.max_requests, settings.max_requests_jitter, std::random_device{}());
+
+  // The fork contract (Asio's fork idiom), step by step:
+  // 1. tell the io_context a fork is coming, so the reactor can prepare;
+  io_.notify_fork(asio::execution_context::fork_prepare);
+  pid_t pid = ::fork();
+  if (pid == 0) run_child((*pair)[1], *record);  // never returns
+  // 2. parent: the reactor goes on as before; the worker's end of the channel is its own.
+  io_.notify_fork(asio::execution_context::fork_parent);
+  ::close((*pair)[1]);
+  if (pid < 0) {
+    log_error("fork failed", {{"id", record->id}, {"error", std::strerror(errno)}});
+    ::close((*pair)[0]);
+    remove_record(*record);
+    start_replacement(*record, record->settings->restart.backoff_initial);
+    return;
+  }
+  record->pid = pid;
+  record->channel.emplace(io_, (*pair)[0]);
+  // The process handle (a pidfd) is the only thing that waits for this child.
+  record->handle.emplace(io_.get_executor(), pid);
+  log_info("worker started", {{"id", record->id}, {"pid", pid}, {"generation", record->generation}});
+  refresh_load(*record);
+  spawn_worker_tasks(this, record);
+}
+
+void master::run_child(int worker_channel, const worker_record& record) {
+  // 3. child: let Asio rebuild its reactor state for this process (the master's
+  //    io_context is never run here again; the worker builds a fresh one);
+  io_.notify_fork(asio::execution_context::fork_child);
+  // 4. die with the master, even when it is SIGKILLed (and check it is not gone already);
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() == 1) ::_exit(1);
+  // 5. keep only our own channel: no listener, no control socket, no sibling's channel;
+  if (worker_channel > 3) ::close_range(3, static_cast<unsigned>(worker_channel) - 1, 0);
+  ::close_range(static_cast<unsigned>(worker_channel) + 1, ~0U, 0);
+  // 6. this process logs as a worker, through a log file descriptor of its own;
+  set_log_identity(log_role::worker, record.id);
+  (void)prefork::reopen_logs();
+  // 7. run the worker on a fresh io_context; it ends the process with _exit.
+  worker_launch launch;
+  launch.channel_fd = worker_channel;
+  launch.settings = record.settings.get();
+  launch.application = &application_;
+  launch.id = record.id;
+  launch.generation = record.generation;
+  for (const auto& slot : listeners_) launch.listener_families.push_back(slot->info.family);
+  run_worker(launch);
+}
+
+void master::on_worker_exit(const record_ptr& record, boost::system::error_code ec, int status) {
+  auto uptime = milliseconds_since(record->started);
+  bool expected = record->expected != exit_expectation::none;
+  log_level level = expected ? log_level::info : log_level::error;
+  if (ec) {
+    log_error("waiting for worker failed", {{"id", record->id}, {"pid", record->pid}, {"error", ec.message()}});
+  } else if (WIFSIGNALED(status)) {
+    log(level, "worker exited", {{"id", record->id}, {"pid", record->pid}, {"signal", signal_name(WTERMSIG(status))},
+                                 {"uptime_ms", uptime.count()}});
+  } else {
+    log(level, "worker exited", {{"id", record->id}, {"pid", record->pid}, {"status", WEXITSTATUS(status)},
+                                 {"uptime_ms", uptime.count()}});
+  }
+  ++stats_.worker_exits;
+  if (!expected) ++stats_.worker_crashes;
+
+  bool was_ready = record->state != worker_state::starting;
+  // Read what it sent before dying first: its last acknowledgements decide which
+  // descriptors it had (and may have read from) and which go to another worker.
+  record->state = worker_state::gone;
+  refresh_load(*record);
+  if (record->channel) (void)read_worker_frames(*record);
+  record->pid = 0;
+  if (record->channel) {
+    boost::system::error_code ignored;
+    record->channel->close(ignored);
+    record->channel.reset();
+  }
+  record->handle.reset();
+  remove_record(*record);
+
+  // Every descriptor it had not acknowledged goes to another worker.
+  std::vector<handoff_entry> orphans;
+  record->ledger.take_all([&](const handoff_entry& entry) { orphans.push_back(entry); });
+  stats_.redispatched += orphans.size();
+  for (auto& entry : orphans) dispatch(entry);
+
+  if (record->replaces != 0 && !was_ready) {
+    // A recycling replacement died before it was ready: the old worker stays on, and
+    // tries recycling again only after another max_requests (no fork loop).
+    record->counts_toward_desired = false;
+    if (auto old = find(record->replaces); old && old->state != worker_state::draining) {
+      old->counts_toward_desired = true;
+      old->recycle_after = old->progress.requests + static_cast<std::uint64_t>(old->settings->max_requests);
+    }
+  }
+  if (reload_.active() && record->generation == reload_.next_generation() && !expected)
+    abandon_reload("worker " + std::to_string(record->id) + " of the new generation exited");
+
+  if (!stopping_) {
+    if (record->counts_toward_desired && record->generation == generation_) {
+      bool failed = record->expected == exit_expectation::none || record->expected == exit_expectation::timeout;
+      start_replacement(*record, failed ? record->backoff.on_exit(uptime) : std::chrono::milliseconds(0));
+    } else {
+      reconcile();
+    }
+  }
+  flush_dirty();
+  on_capacity_maybe_restored();
+  maybe_recycle();
+  complete_reload_waiters();
+  notify_status();
+  finish_if_stopped();
+}
+
+void master::start_replacement(const worker_record& predecessor, std::chrono::milliseconds delay) {
+  if (stopping_) return;
+  record_ptr replacement = make_record(generation_);
+  replacement->backoff = predecessor.backoff;
+  if (delay.count() == 0) return spawn(replacement);
+  replacement->state = worker_state::backoff;
+  replacement->next_attempt = std::chrono::system_clock::now() + delay;
+  log_warning("worker slot backing off",
+              {{"id", replacement->id}, {"delay_ms", delay.count()}, {"streak", replacement->backoff.streak()}});
+  replacement->backoff_timer.emplace(io_, delay);
+  std::weak_ptr<worker_record> weak = replacement;
+  replacement->backoff_timer->async_wait([this, weak](boost::system::error_code wait_error) {
+    auto locked = weak.lock();
+    if (wait_error || !locked || stopping_ || locked->state != worker_state::backoff) return;
+    spawn(locked);
+  });
+}
+
+void master::on_ready(worker_record& record) {
+  if (record.state != worker_state::starting) return;
+  record.state = worker_state::ready;
+  log_info("worker ready", {{"id", record.id}, {"pid", record.pid}, {"generation", record.generation}});
+  refresh_load(record);
+  if (record.replaces != 0) {
+    // Recycling: the replacement serves, so the old worker retires now.
+    if (auto old = find(record.replaces)) retire(*old);
+    record.replaces = 0;
+  }
+  if (reload_.active() && record.generation == reload_.next_generation()) {
+    if (reload_.on_ready(record.generation, count_current(worker_state::ready), desired_) ==
+        reload_sequencer::outcome::switch_over)
+      switch_over();
+  }
+  if (!announced_ready_ && count_current(worker_state::ready) >= desired_) {
+    announced_ready_ = true;
+    log_info("ready", {{"workers", count_current(worker_state::ready)}, {"generation", generation_}});
+    if (hooks_.notify) hooks_.notify("READY=1");
+    if (hooks_.on_first_ready) hooks_.on_first_ready();
+  }
+  notify_status();
+}
+
+void master::on_drain_reported(worker_record& record) {
+  if (record.state == worker_state::draining) return;
+  // A drain the master did not ask for (a TERM from outside): stop choosing it, and start
+  // its replacement now.
+  log_warning("worker draining on an outside signal", {{"id", record.id}, {"pid", record.pid}});
+  record.state = worker_state::draining;
+  record.counts_toward_desired = false;
+  refresh_load(record);
+  reconcile();
+}
+
+void master::maybe_recycle() {
+  if (stopping_ || reload_.active()) return;
+  for (const auto& r : records_)
+    if (r->replaces != 0) return;  // one worker recycles at a time
+  for (const auto& r : records_) {
+    if (r->state != worker_state::ready || !r->counts_toward_desired || r->generation != generation_) continue;
+    if (r->recycle_after == 0 || r->progress.requests < r->recycle_after) continue;
+    log_info("recycling worker", {{"id", r->id}, {"pid", r->pid}, {"served", r->progress.requests}});
+    ++stats_.worker_recycled;
+    replace_then_retire(*r);
+    return;
+  }
+}
+
+void master::replace_then_retire(worker_record& record) {
+  // The replacement starts first; the old worker retires once it is ready (on_ready), so
+  // capacity never dips.
+  record.counts_toward_desired = false;
+  record_ptr replacement = make_record(record.generation);
+  replacement->replaces = record.id;
+  spawn(replacement);
+}
+
+void master::check_heartbeats(steady_clock::time_point now) {
+  for (auto& record : records_) {
+    if (!record->alive() || record->expected == exit_expectation::timeout) continue;
+    if (!record->heartbeat.expired(now)) continue;
+    auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(record->heartbeat.silence(now));
+    log_error("worker timeout", {{"id", record->id}, {"pid", record->pid}, {"silent_ms", silent.count()},
+                                 {"connections", record->open()}});
+    ++stats_.worker_timeouts;
+    record->expected = exit_expectation::timeout;
+    int ignored_status = 0;
+    boost::system::error_code ec;
+    record->handle->terminate(ignored_status, ec);
+  }
+}
+
+void master::tick() {
+  auto now = steady_clock::now();
+  check_heartbeats(now);
+  if (reload_.on_tick(now) == reload_sequencer::outcome::abandon)
+    abandon_reload("the new generation was not ready in time");
+}
+
+}  // namespace prefork::detail
