@@ -6,6 +6,8 @@
 #include "prefork/detail/listener.hpp"
 #include "prefork/detail/master.hpp"
 #include "prefork/detail/signal_reader.hpp"
+#include "prefork/detail/socket_activation.hpp"
+#include "prefork/detail/systemd_notify.hpp"
 #include "prefork/detail/upgrade_handover.hpp"
 #include "prefork/log.hpp"
 
@@ -115,8 +117,25 @@ int run(int argc, const char* const* argv, std::vector<app> apps) {
   if (auto limit = detail::raise_open_file_limit(); !limit)
     log_warning("cannot raise the open file limit", {{"error", limit.error().message()}});
 
+  // Socket activation (systemd LISTEN_FDS): the inherited sockets replace `bind`, for
+  // this start and every reload.
+  auto activated = detail::inherited_sockets();
+  if (!activated) {
+    log_fatal("bad socket activation environment", {{"error", activated.error().message()}});
+    return 3;
+  }
+  std::vector<bind_address> activated_binds;
+  for (const auto& socket : *activated) {
+    bind_address inherited;
+    inherited.type = bind_address::kind::inherited_fd;
+    inherited.fd = socket.fd;
+    activated_binds.push_back(inherited);
+  }
+  if (!activated_binds.empty()) settings->bind = activated_binds;
+
   // Sockets: inherited from an upgrading predecessor when it passed them, else opened.
   detail::upgrade_handover handover = detail::take_upgrade_handover();
+  const bool successor = handover.ready_fd >= 0;
   detail::master_sockets sockets;
   for (const auto& where : settings->bind) {
     auto opened = detail::adopt_or_open(handover, to_string(where), where, settings->backlog, settings->socket_mode_bits);
@@ -138,6 +157,16 @@ int run(int argc, const char* const* argv, std::vector<app> apps) {
     }
     sockets.control = std::move(*control);
   }
+  if (settings->metrics) {
+    auto metrics = detail::adopt_or_open(handover, "metrics", *settings->metrics, 64, settings->socket_mode_bits);
+    if (!metrics) {
+      log_fatal("cannot open the metrics endpoint", {{"bind", to_string(*settings->metrics)}, {"error", metrics.error().message}});
+      close_all(sockets.listeners);
+      if (sockets.control) detail::close_listener(*sockets.control);
+      return exit_status_for(metrics.error().code);
+    }
+    sockets.metrics = std::move(*metrics);
+  }
   detail::close_unclaimed(handover);
 
   if (settings->pid_file && !write_pid_file(*settings->pid_file)) {
@@ -146,9 +175,23 @@ int run(int argc, const char* const* argv, std::vector<app> apps) {
     return 1;
   }
 
+  auto notifier = std::make_shared<detail::systemd_notifier>(detail::systemd_notifier::from_environment());
   detail::master_hooks hooks;
-  hooks.reread_config = [command = *command] { return effective_config(command); };
-  hooks.on_first_ready = [&handover] { detail::announce_upgrade_ready(handover); };
+  hooks.reread_config = [command = *command, activated_binds]() -> boost::system::result<config, config_error> {
+    auto next = effective_config(command);
+    if (next && !activated_binds.empty()) next->bind = activated_binds;
+    return next;
+  };
+  hooks.notify = [notifier](std::string_view state) {
+    if (auto ec = notifier->notify(state)) log_warning("systemd notification failed", {{"error", ec.message()}});
+  };
+  hooks.watchdog_interval = notifier->enabled() ? notifier->watchdog_interval() : std::nullopt;
+  hooks.on_handover = [notifier] { notifier->disable(); };
+  hooks.on_first_ready = [&handover, notifier, successor] {
+    // A successor of an upgrade tells systemd it is the service's main process now.
+    if (successor) (void)notifier->notify("MAINPID=" + std::to_string(::getpid()));
+    detail::announce_upgrade_ready(handover);
+  };
   hooks.executable = executable_path();
   for (int i = 1; i < argc; ++i) hooks.arguments.emplace_back(argv[i]);
 

@@ -32,6 +32,7 @@ master::master(asio::io_context& io, std::shared_ptr<const config> settings, con
       desired_(settings_->workers) {
   for (auto& l : sockets.listeners) listeners_.push_back(std::make_unique<listener_slot>(io, std::move(l)));
   control_listener_ = std::move(sockets.control);
+  metrics_listener_ = std::move(sockets.metrics);
   dirty_.reserve(64);
 }
 
@@ -123,6 +124,7 @@ void master::start() {
   asio::co_spawn(io_, run_signal_loop(this), log_task_failure);
   asio::co_spawn(io_, run_ticker(this), log_task_failure);
   start_control();
+  start_metrics();
   log_info("master started", {{"workers", desired_}, {"app", application_.name}});
   reconcile();
 }

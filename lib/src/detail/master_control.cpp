@@ -205,16 +205,4 @@ boost::system::result<void, control_error> master::reopen_logs() {
   return {};
 }
 
-void master::start_control() {
-  if (!control_listener_) return;
-  log_info("control socket", {{"address", control_listener_->address}});
-}
-
-void master::stop_control() {
-  if (!control_listener_) return;
-  if (upgraded_) control_listener_->owns_path = false;  // the new master serves it now
-  close_listener(*control_listener_);
-  control_listener_.reset();
-}
-
 }  // namespace prefork::detail

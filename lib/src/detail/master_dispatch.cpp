@@ -20,6 +20,8 @@ bool master::any_accepting() const {
 bool master::accept_ready(std::size_t listener_index) {
   auto& slot = *listeners_[listener_index];
   bool out_of_descriptors = false;
+  auto woke = steady_clock::now();
+  auto dispatched_before = stats_.dispatched;
   while (any_accepting()) {
     int fd = ::accept4(slot.info.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
@@ -39,6 +41,11 @@ bool master::accept_ready(std::size_t listener_index) {
     dispatch({fd, static_cast<std::uint32_t>(listener_index)});
   }
   flush_dirty();
+  // Handoff latency: from this wake-up to the batch's sendmsg, once per connection sent.
+  if (auto sent = stats_.dispatched - dispatched_before; sent > 0) {
+    auto elapsed = steady_clock::now() - woke;
+    for (std::uint64_t i = 0; i < sent; ++i) handoff_latency_.record(elapsed);
+  }
   return out_of_descriptors;
 }
 

@@ -6,9 +6,11 @@
 
 #include "prefork/detail/ack_ledger.hpp"
 #include "prefork/detail/channel.hpp"
+#include "prefork/detail/control_server.hpp"
 #include "prefork/detail/control_target.hpp"
 #include "prefork/detail/heartbeat_deadline.hpp"
 #include "prefork/detail/master.hpp"
+#include "prefork/detail/metrics.hpp"
 #include "prefork/detail/reload_sequencer.hpp"
 #include "prefork/detail/restart_backoff.hpp"
 #include "prefork/detail/worker_message.hpp"
@@ -174,9 +176,19 @@ class master final : public control_target {
   void on_successor_ready();
   void on_successor_failed(const std::string& why);
 
-  // control socket (master_control.cpp)
+  // service integration (master_service.cpp): control socket, metrics, systemd
   void start_control();
   void stop_control();
+  void start_metrics();
+  void stop_metrics();
+  void notify(std::string_view state);
+ public:
+  std::string render_metrics_text();
+  void accept_metrics();
+  asio::posix::stream_descriptor* metrics_watcher() { return metrics_watcher_ ? &*metrics_watcher_ : nullptr; }
+  const master_hooks& hooks() const { return hooks_; }
+  void send_watchdog() { notify("WATCHDOG=1"); }
+ private:
 
   asio::io_context& io_;
   std::shared_ptr<const config> settings_;
@@ -207,6 +219,10 @@ class master final : public control_target {
   bool announced_ready_ = false;
   int exit_status_ = 0;
   std::optional<listener> control_listener_;
+  std::unique_ptr<control_server> control_server_;
+  std::optional<listener> metrics_listener_;
+  std::optional<asio::posix::stream_descriptor> metrics_watcher_;
+  latency_histogram handoff_latency_;
   bool upgrading_ = false;  // a successor master is starting (USR2)
   bool upgraded_ = false;   // the successor is ready: it owns the socket files now
   std::optional<process_handle> successor_;

@@ -98,7 +98,7 @@ void master::start_reload() {
     spawn_accept_loop(this, listeners_.size() - 1);
   }
 
-  if (hooks_.notify) hooks_.notify(reloading_notification());
+  notify(reloading_notification());
   reload_previous_settings_ = settings_;
   reload_previous_desired_ = desired_;
   settings_ = std::make_shared<const config>(std::move(*next));
@@ -125,7 +125,7 @@ void master::switch_over() {
     if (!kept) close_listener_slot(*slot);
   }
   for (auto& waiter : std::exchange(reload_waiters_, {})) old_generation_waiters_.push_back(std::move(waiter));
-  if (hooks_.notify) hooks_.notify("READY=1");
+  notify("READY=1");
   if (reload_.finished()) {
     reload_waiters_ = std::exchange(queued_reload_waiters_, {});
     (void)reload_.request();
@@ -163,7 +163,7 @@ void master::abandon_reload(const std::string& why) {
   policy_ = make_dispatch_policy(settings_->dispatch);
   refresh_loads();
   for (auto& waiter : std::exchange(reload_waiters_, {})) waiter(control_error{"reload_failed", why});
-  if (hooks_.notify) hooks_.notify("READY=1");
+  notify("READY=1");
   reconcile();
   if (reload_.finished()) {
     reload_waiters_ = std::exchange(queued_reload_waiters_, {});
@@ -202,11 +202,12 @@ void master::begin_stop(stop_mode mode) {
   stopping_ = true;
   stop_mode_ = mode;
   log_info("stopping", {{"mode", mode == stop_mode::graceful ? "graceful" : "fast"}});
-  if (hooks_.notify) hooks_.notify("STOPPING=1");
+  notify("STOPPING=1");
   if (!escalate) {
     for (auto& slot : listeners_) close_listener_slot(*slot);
     capacity_timer_.cancel();
     stop_control();
+    stop_metrics();
     dispatch_unassigned();
     flush_dirty();
     for (auto* waiters : {&reload_waiters_, &queued_reload_waiters_, &old_generation_waiters_})
@@ -261,14 +262,14 @@ void master::finish_if_stopped() {
 }
 
 void master::notify_status() {
-  if (!hooks_.notify) return;
+  if (!hooks_.notify || upgraded_) return;
   std::string status = "STATUS=" + std::to_string(count_current(worker_state::ready)) + " ready, " +
                        std::to_string(count_current(worker_state::starting)) + " starting, " +
                        std::to_string(std::count_if(records_.begin(), records_.end(), [](const record_ptr& r) {
                          return r->state == worker_state::draining;
                        })) +
                        " draining, generation " + std::to_string(generation_);
-  hooks_.notify(status);
+  notify(status);
 }
 
 }  // namespace prefork::detail

@@ -85,6 +85,10 @@ void master::start_upgrade() {
     inherit.fds.push_back(control_listener_->fd);
     inherited += std::to_string(control_listener_->fd) + "=control;";
   }
+  if (metrics_listener_) {
+    inherit.fds.push_back(metrics_listener_->fd);
+    inherited += std::to_string(metrics_listener_->fd) + "=metrics;";
+  }
   inherit.fds.push_back(ready_pipe[1]);
   // The launcher passes our environment (environ) as it is when it forks.
   ::setenv(inherit_environment_variable, inherited.c_str(), 1);
@@ -117,6 +121,7 @@ void master::on_successor_message(bool ready, const std::string& why) {
 
 void master::on_successor_ready() {
   upgraded_ = true;
+  if (hooks_.on_handover) hooks_.on_handover();
   log_info("upgrade: new master ready; this master drains and exits", {{"pid", successor_->id()}});
   boost::system::error_code ignored;
   successor_ready_pipe_->close(ignored);

@@ -258,7 +258,7 @@ void master::on_ready(worker_record& record) {
   if (!announced_ready_ && count_current(worker_state::ready) >= desired_) {
     announced_ready_ = true;
     log_info("ready", {{"workers", count_current(worker_state::ready)}, {"generation", generation_}});
-    if (hooks_.notify) hooks_.notify("READY=1");
+    notify("READY=1");
     if (hooks_.on_first_ready) hooks_.on_first_ready();
   }
   notify_status();

@@ -9,6 +9,7 @@
 
 #include <boost/system/result.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -42,6 +43,11 @@ struct master_hooks {
   /// Lifecycle notifications for a service manager (systemd's sd_notify states such as
   /// "READY=1", "RELOADING=1", "STOPPING=1", "STATUS=..."); may be empty.
   std::function<void(std::string_view state)> notify;
+  /// systemd's watchdog: send WATCHDOG=1 this often (half of WATCHDOG_USEC), if set.
+  std::optional<std::chrono::microseconds> watchdog_interval;
+  /// Called once the master handed its service over to an upgraded successor: from then
+  /// on it must not speak for the service (systemd notifications).
+  std::function<void()> on_handover;
   /// Called once, when the first generation is ready (an upgrading new master tells its
   /// predecessor through this).
   std::function<void()> on_first_ready;
@@ -54,6 +60,7 @@ struct master_hooks {
 struct master_sockets {
   std::vector<listener> listeners;  // the app's, in `bind` order
   std::optional<listener> control;  // the control socket, if any
+  std::optional<listener> metrics;  // the Prometheus endpoint, if any
 };
 
 /// Runs the master on the calling thread until it stops (TERM, INT, QUIT) and returns the
