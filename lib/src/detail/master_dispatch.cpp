@@ -49,6 +49,19 @@ bool master::accept_ready(std::size_t listener_index) {
   return out_of_descriptors;
 }
 
+void master::accept_backlog(listener_slot& slot, std::size_t index) {
+  for (;;) {
+    int fd = ::accept4(slot.info.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      break;
+    }
+    ++stats_.accepted;
+    dispatch({fd, static_cast<std::uint32_t>(index)});
+  }
+  flush_dirty();
+}
+
 void master::dispatch(handoff_entry entry) {
   std::optional<std::size_t> choice = policy_->pick(loads_);
   if (!choice && stopping_) {

@@ -167,7 +167,9 @@ class master final : public control_target {
   void switch_over();
   void abandon_reload(const std::string& why);
   void apply_listeners(const config& next, std::vector<std::unique_ptr<listener_slot>>& added, std::string& error);
-  void close_listener_slot(listener_slot& slot);
+  enum class backlog { drop, serve };
+  void close_listener_slot(listener_slot& slot, backlog waiting = backlog::drop);
+  void accept_backlog(listener_slot& slot, std::size_t index);
   void finish_if_stopped();
   void notify_status();
 

@@ -182,7 +182,7 @@ void master::complete_reload_waiters() {
 
 // --- listeners and stopping --------------------------------------------------------------
 
-void master::close_listener_slot(listener_slot& slot) {
+void master::close_listener_slot(listener_slot& slot, backlog waiting) {
   if (!slot.open) return;
   slot.open = false;
   log_info("closing listener", {{"address", slot.info.address}});
@@ -190,8 +190,17 @@ void master::close_listener_slot(listener_slot& slot) {
   slot.watcher.cancel(ignored);
   slot.watcher.release();
   if (upgraded_) {
-    // The new master owns the socket files now: close our descriptor only.
+    // The new master owns the socket files now (and accepts on the same sockets): close
+    // our descriptor only.
     slot.info.owns_path = false;
+  } else if (waiting == backlog::serve) {
+    // Remove the socket file first, so no new client connects through it, then take what
+    // already waits in the backlog: closing the socket would reset those clients.
+    int fd = std::exchange(slot.info.fd, -1);
+    close_listener(slot.info);
+    slot.info.fd = fd;
+    for (std::size_t i = 0; i < listeners_.size(); ++i)
+      if (listeners_[i].get() == &slot) accept_backlog(slot, i);
   }
   close_listener(slot.info);
 }
@@ -204,7 +213,8 @@ void master::begin_stop(stop_mode mode) {
   log_info("stopping", {{"mode", mode == stop_mode::graceful ? "graceful" : "fast"}});
   notify("STOPPING=1");
   if (!escalate) {
-    for (auto& slot : listeners_) close_listener_slot(*slot);
+    for (auto& slot : listeners_)
+      close_listener_slot(*slot, mode == stop_mode::graceful ? backlog::serve : backlog::drop);
     capacity_timer_.cancel();
     stop_control();
     stop_metrics();
