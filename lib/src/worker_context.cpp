@@ -10,15 +10,17 @@ worker_context::worker_context(boost::asio::any_io_executor executor, const conf
                                std::uint64_t generation)
     : executor_(std::move(executor)), config_(cfg), id_(id), generation_(generation), pid_(::getpid()) {}
 
-void worker_context::begin_drain(const handback_fn& handback) {
+void worker_context::begin_drain(idle_policy policy, const handback_fn& handback) {
   draining_ = true;
+  drain_policy_ = policy;
+  if (policy == idle_policy::serve_last) return;
   // Releasing or cancelling wakes the idle wait; the handler resumes later, sees
   // draining() and ends. Entries unlink themselves when wait_for_request returns, so
   // nothing is unlinked here.
   for (idle_entry& entry : idle_) {
     boost::system::error_code ec;
     socket_type& socket = entry.owner->socket_;
-    if (handback && socket.is_open()) {
+    if (policy == idle_policy::hand_back && handback && socket.is_open()) {
       int fd = socket.release(ec);
       if (!ec) {
         handback(fd, entry.owner->listener_index_);

@@ -33,16 +33,26 @@ class worker_context {
   /// flight, answer it with `Connection: close`, and end.
   bool draining() const noexcept { return draining_; }
 
+  /// What a drain does with connections idle between requests.
+  enum class idle_policy {
+    close,      // end them (the master is stopping)
+    hand_back,  // give their descriptors back to the master, for another worker (reload)
+    serve_last, // leave them: the next request on each is answered with `Connection: close`
+                // (an upgrade: the old master cannot hand them to its successor)
+  };
+
   /// Takes an idle connection's descriptor (and the index of its listener) off a
   /// draining worker, to serve it elsewhere. Owns the descriptor from the call on.
   using handback_fn = std::function<void(int fd, std::uint32_t listener_index)>;
 
-  /// Starts draining: every connection idle in connection::wait_for_request wakes and
-  /// returns wait_result::drained. With `handback`, each idle connection's descriptor is
-  /// released to it first (nothing of a next request is buffered in the handler, and
-  /// whatever the client sent meanwhile stays in the kernel's buffer), so the client
-  /// never sees its keep-alive connection cut; without, the handlers close them.
-  void begin_drain(const handback_fn& handback = {});
+  /// Starts draining. With `close`, every connection idle in connection::wait_for_request
+  /// wakes and returns wait_result::drained. With `hand_back`, each idle connection's
+  /// descriptor is first released to `handback` (nothing of a next request is buffered in
+  /// the handler, and whatever the client sent meanwhile stays in the kernel's buffer), so
+  /// the client never sees its keep-alive connection cut. With `serve_last`, idle
+  /// connections keep waiting; their next request is the last.
+  void begin_drain(idle_policy policy = idle_policy::close, const handback_fn& handback = {});
+  idle_policy drain_policy() const noexcept { return drain_policy_; }
 
   /// A handler calls this once per request it answered (HTTP response, echo session...).
   void count_request() noexcept { ++requests_; }
@@ -59,6 +69,7 @@ class worker_context {
   std::uint64_t generation_;
   pid_t pid_;
   bool draining_ = false;
+  idle_policy drain_policy_ = idle_policy::close;
   std::uint64_t requests_ = 0;
 
  public:

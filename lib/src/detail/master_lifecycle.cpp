@@ -233,8 +233,18 @@ void master::begin_stop(stop_mode mode) {
     if (record->expected != exit_expectation::timeout) record->expected = exit_expectation::stop;
     record->state = worker_state::draining;
     boost::system::error_code ec;
-    if (mode == stop_mode::graceful) record->handle->request_exit(ec);
-    else record->handle->interrupt(ec);
+    if (mode == stop_mode::fast) {
+      record->handle->interrupt(ec);
+    } else if (upgraded_) {
+      // Handing idle keep-alive connections back would be useless (we stop, and cannot
+      // pass them to the successor): the workers answer each one's next request with
+      // `Connection: close` instead, so no client of the swap sees a reset.
+      worker_message drain;
+      drain.kind = worker_message_kind::drain;
+      send_control(*record, drain);
+    } else {
+      record->handle->request_exit(ec);
+    }
   }
   refresh_loads();
   // Whatever is still running at the deadline is killed.

@@ -28,6 +28,9 @@ std::string encode_worker_message(const worker_message& message) {
     case worker_message_kind::reopen_logs:
       object["type"] = "reopen_logs";
       break;
+    case worker_message_kind::drain:
+      object["type"] = "drain";
+      break;
   }
   return json::serialize(object);
 }
@@ -67,6 +70,8 @@ boost::system::result<worker_message> decode_worker_message(std::string_view pay
     message.kind = worker_message_kind::draining;
   } else if (name == "reopen_logs") {
     message.kind = worker_message_kind::reopen_logs;
+  } else if (name == "drain") {
+    message.kind = worker_message_kind::drain;
   } else {
     return make_error_code(errc::frame_malformed);
   }

@@ -83,6 +83,8 @@ class worker_runtime {
         if (message && message->kind == worker_message_kind::reopen_logs) {
           if (auto reopen_error = reopen_logs())
             log_error("cannot reopen log file", {{"error", reopen_error.message()}});
+        } else if (message && message->kind == worker_message_kind::drain) {
+          begin_drain(worker_context::idle_policy::serve_last);
         } else {
           log_warning("unexpected control message from master", {{"message", text}});
         }
@@ -212,12 +214,12 @@ class worker_runtime {
     });
   }
 
-  void begin_drain() {
+  void begin_drain(worker_context::idle_policy policy) {
     if (context_.draining()) return;
     log_info("worker draining", {{"open", open_connections()}});
     // Idle keep-alive connections go back to the master, which gives them to another
     // worker: their clients never see a reset (SPEC 2, reload).
-    context_.begin_drain([this](int fd, std::uint32_t listener_index) {
+    context_.begin_drain(policy, [this](int fd, std::uint32_t listener_index) {
       handbacks_.push_back({fd, listener_index});
     });
     worker_message draining;
@@ -296,7 +298,7 @@ asio::awaitable<void> run_signal_loop(worker_runtime* runtime) {
   for (;;) {
     int sig = co_await signals.next();
     if (sig == SIGTERM) {
-      runtime->begin_drain();
+      runtime->begin_drain(worker_context::idle_policy::hand_back);
       graceful_deadline.expires_after(runtime->context().settings().graceful_timeout);
       graceful_deadline.async_wait([runtime](boost::system::error_code ec) {
         if (ec) return;

@@ -15,6 +15,7 @@ enum class worker_message_kind {
   heartbeat,    // worker -> master: alive; carries open, served
   draining,     // worker -> master: it got TERM and takes no more connections
   reopen_logs,  // master -> worker: reopen log files (USR1)
+  drain,        // master -> worker: drain, leaving idle connections to serve their last request
 };
 
 struct worker_message {
