@@ -75,7 +75,9 @@ void close_all(std::vector<detail::listener>& listeners) {
 
 }  // namespace
 
-int run(int argc, const char* const* argv, std::vector<app> apps) {
+int run(int argc, const char* const* argv, std::vector<app> apps) { return run(argc, argv, std::move(apps), {}); }
+
+int run(int argc, const char* const* argv, std::vector<app> apps, run_options options) {
   std::string_view program = argc > 0 ? argv[0] : "preforkd";
   if (auto slash = program.rfind('/'); slash != std::string_view::npos) program.remove_prefix(slash + 1);
 
@@ -192,6 +194,7 @@ int run(int argc, const char* const* argv, std::vector<app> apps) {
     if (successor) (void)notifier->notify("MAINPID=" + std::to_string(::getpid()));
     detail::announce_upgrade_ready(handover);
   };
+  hooks.make_policy = options.dispatch;
   hooks.executable = executable_path();
   for (int i = 1; i < argc; ++i) hooks.arguments.emplace_back(argv[i]);
 

@@ -3,7 +3,10 @@
 #pragma once
 
 #include "prefork/app.hpp"
+#include "prefork/dispatch.hpp"
 
+#include <functional>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -18,5 +21,15 @@ std::string_view version() noexcept;
 /// error, 2 usage or configuration error, 3 cannot bind or listen. Must be called from
 /// main() before any other thread exists (it forks workers).
 int run(int argc, const char* const* argv, std::vector<app> apps);
+
+/// What a program may change beyond preforkd's command line and configuration.
+struct run_options {
+  /// Makes the dispatch policy (called at start and after each reload); it replaces the
+  /// config's `dispatch`. Called on the master only.
+  std::function<std::unique_ptr<dispatch_policy>()> dispatch = {};
+};
+
+/// run() with options.
+int run(int argc, const char* const* argv, std::vector<app> apps, run_options options);
 
 }  // namespace prefork

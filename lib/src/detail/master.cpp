@@ -26,7 +26,7 @@ master::master(asio::io_context& io, std::shared_ptr<const config> settings, con
       settings_(std::move(settings)),
       application_(application),
       hooks_(std::move(hooks)),
-      policy_(make_dispatch_policy(settings_->dispatch)),
+      policy_(hooks_.make_policy ? hooks_.make_policy() : make_dispatch_policy(settings_->dispatch)),
       capacity_timer_(io, steady_clock::time_point::max()),
       stop_timer_(io),
       desired_(settings_->workers) {

@@ -103,7 +103,8 @@ void master::start_reload() {
   reload_previous_desired_ = desired_;
   settings_ = std::make_shared<const config>(std::move(*next));
   desired_ = settings_->workers;
-  if (settings_->dispatch != reload_previous_settings_->dispatch) policy_ = make_dispatch_policy(settings_->dispatch);
+  if (!hooks_.make_policy && settings_->dispatch != reload_previous_settings_->dispatch)
+    policy_ = make_dispatch_policy(settings_->dispatch);
   std::uint64_t previous = generation_;
   generation_ = ++last_generation_;
   ++stats_.reloads;
@@ -160,7 +161,7 @@ void master::abandon_reload(const std::string& why) {
   }
   settings_ = reload_previous_settings_;
   desired_ = reload_previous_desired_;
-  policy_ = make_dispatch_policy(settings_->dispatch);
+  if (!hooks_.make_policy) policy_ = make_dispatch_policy(settings_->dispatch);
   refresh_loads();
   for (auto& waiter : std::exchange(reload_waiters_, {})) waiter(control_error{"reload_failed", why});
   notify("READY=1");

@@ -6,6 +6,7 @@
 #include "prefork/app.hpp"
 #include "prefork/config.hpp"
 #include "prefork/detail/listener.hpp"
+#include "prefork/dispatch.hpp"
 
 #include <boost/system/result.hpp>
 
@@ -51,6 +52,8 @@ struct master_hooks {
   /// Called once, when the first generation is ready (an upgrading new master tells its
   /// predecessor through this).
   std::function<void()> on_first_ready;
+  /// Makes the dispatch policy instead of the config's `dispatch`, if set.
+  std::function<std::unique_ptr<dispatch_policy>()> make_policy;
   /// What USR2 starts: the executable on disk and its arguments (without argv[0]).
   std::string executable;
   std::vector<std::string> arguments;
