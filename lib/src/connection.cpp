@@ -26,7 +26,12 @@ bool drain_ends_idle(const worker_context& worker) {
 }  // namespace
 
 asio::awaitable<wait_result> connection::wait_for_request(std::chrono::steady_clock::duration idle_timeout) {
-  if (drain_ends_idle(*worker_)) co_return wait_result::drained;
+  if (drain_ends_idle(*worker_)) {
+    // Idle only now (say, its last response was still being written when the drain
+    // began, built as keep-alive): the client may reuse it, so it too goes back.
+    worker_->hand_back(socket_, listener_index_);
+    co_return wait_result::drained;
+  }
   // Registered while idle so that begin_drain() can wake us; unlinks itself on return.
   worker_context::idle_entry entry;
   entry.owner = this;

@@ -104,4 +104,18 @@ BOOST_FIXTURE_TEST_CASE(a_wait_that_starts_during_a_close_drain_ends_at_once, fi
   BOOST_TEST((*result == wait_result::drained));
 }
 
+BOOST_FIXTURE_TEST_CASE(a_connection_idle_only_after_a_hand_back_drain_goes_back_too, fixture) {
+  // The drain began while this connection was busy (its wait had not started yet).
+  int handed = -1;
+  worker.begin_drain(prefork::worker_context::idle_policy::hand_back,
+                     [&](int fd, std::uint32_t) { handed = fd; });
+  run_until_done();
+  BOOST_TEST((*result == wait_result::drained));
+  BOOST_REQUIRE(handed >= 0);
+  struct stat st{};
+  BOOST_REQUIRE(::fstat(handed, &st) == 0);
+  BOOST_TEST(st.st_ino == server_inode);
+  ::close(handed);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "prefork/config.hpp"
+#include "prefork/connection.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/intrusive/list.hpp>
@@ -54,6 +55,11 @@ class worker_context {
   void begin_drain(idle_policy policy = idle_policy::close, const handback_fn& handback = {});
   idle_policy drain_policy() const noexcept { return drain_policy_; }
 
+  /// Under the hand_back policy, gives a connection that became idle after the drain
+  /// began to the handback function; returns false when it is not handed back (another
+  /// policy, no function, or the socket could not be released).
+  bool hand_back(socket_type& socket, std::uint32_t listener_index);
+
   /// A handler calls this once per request it answered (HTTP response, echo session...).
   void count_request() noexcept { ++requests_; }
   std::uint64_t requests() const noexcept { return requests_; }
@@ -70,6 +76,7 @@ class worker_context {
   pid_t pid_;
   bool draining_ = false;
   idle_policy drain_policy_ = idle_policy::close;
+  handback_fn handback_;
   std::uint64_t requests_ = 0;
 
  public:
