@@ -340,13 +340,34 @@ asio::awaitable<error_code> flush(http_session& s, std::string_view body = {}) {
 asio::awaitable<error_code> read_request(http_session& s) {
   request_parser& parser = *s.parser;
   bool continue_sent = false;
+  // Beast 1.81 checks header_limit within each put() alone, and put() consumes the complete
+  // fields of an unfinished header: a header sent in pieces would have no limit at all.
+  // So while the header is pending, the bytes it consumed are counted here and put() sees
+  // at most the rest of the budget.
+  std::size_t header_bytes = 0;
+  bool header_checked = false;
   error_code ec;
   while (!parser.is_done()) {
     if (s.buffer.size() != 0) {
-      const std::size_t used = parser.put(s.buffer.data(), ec);
+      const bool header_pending = !parser.is_header_done();
+      const auto input = header_pending ? asio::buffer(s.buffer.data(), s.limits.max_header_bytes - header_bytes)
+                                        : s.buffer.data();
+      const std::size_t used = parser.put(input, ec);
       s.buffer.consume(used);
+      if (ec && ec != http::error::need_more) co_return ec;
+      if (header_pending && !parser.is_header_done()) {
+        header_bytes += used;
+        if (header_bytes + s.buffer.size() >= s.limits.max_header_bytes) co_return http::error::header_limit;
+      }
+      if (!header_checked && parser.is_header_done()) {
+        header_checked = true;
+        // RFC 9112 6.3: a request whose Transfer-Encoding does not end in chunked has no
+        // reliable length (Beast would read it as bodiless: request smuggling).
+        const auto& message = parser.get();
+        if (message.find(http::field::transfer_encoding) != message.end() && !parser.chunked())
+          co_return http::error::bad_transfer_encoding;
+      }
       if (!ec) continue;
-      if (ec != http::error::need_more) co_return ec;
       ec = {};
     }
     // The deadline may have fired while a read was completing: its cancel hit nothing.

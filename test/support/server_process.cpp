@@ -69,7 +69,8 @@ bool is_supervisor_variable(std::string_view entry) {
 // Everything the child needs is built before fork(): after it, a multi-threaded parent's
 // child may only make async-signal-safe calls.
 pid_t spawn_in_group(const std::vector<std::string>& args, const fs::path& cwd, const fs::path& out,
-                     const fs::path& err, const std::vector<std::pair<std::string, std::string>>& extra_env) {
+                     const fs::path& err, const std::vector<std::pair<std::string, std::string>>& extra_env,
+                     const socket_activation* activation = nullptr) {
   std::vector<std::string> environment;
   for (char** entry = environ; *entry != nullptr; ++entry) {
     std::string_view text(*entry);
@@ -79,6 +80,23 @@ pid_t spawn_in_group(const std::vector<std::string>& args, const fs::path& cwd, 
     if (!replaced) environment.emplace_back(text);
   }
   for (const auto& [name, value] : extra_env) environment.push_back(name + "=" + value);
+  // Socket activation: LISTEN_PID must be the child's pid, known only after fork(); its
+  // entry is made here with room for the digits, which the child writes in place.
+  const std::size_t activated_count = activation ? activation->fds.size() : 0;
+  std::vector<int> staged_fds(activated_count, -1);
+  constexpr std::size_t listen_pid_prefix = sizeof "LISTEN_PID=" - 1;
+  if (activation) {
+    std::erase_if(environment, [](const std::string& entry) {
+      return entry.starts_with("LISTEN_FDS=") || entry.starts_with("LISTEN_PID=") || entry.starts_with("LISTEN_FDNAMES=");
+    });
+    environment.push_back("LISTEN_FDS=" + std::to_string(activated_count));
+    if (!activation->names.empty()) {
+      std::string names;
+      for (const auto& name : activation->names) names += (names.empty() ? "" : ":") + name;
+      environment.push_back("LISTEN_FDNAMES=" + names);
+    }
+    environment.push_back("LISTEN_PID=" + std::string(24, '\0'));  // last: its address is taken below
+  }
 
   std::vector<char*> argv;
   for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
@@ -87,6 +105,7 @@ pid_t spawn_in_group(const std::vector<std::string>& args, const fs::path& cwd, 
   for (auto& entry : environment) envp.push_back(entry.data());
   envp.push_back(nullptr);
   std::string directory = cwd.string();
+  char* listen_pid_digits = activation ? environment.back().data() + listen_pid_prefix : nullptr;
 
   unique_fd null_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (null_fd.get() < 0) throw_errno("open /dev/null");
@@ -109,9 +128,10 @@ pid_t spawn_in_group(const std::vector<std::string>& args, const fs::path& cwd, 
       int step;
       int error;
     };
+    int report_fd = report_write.get();
     auto fail = [&](int step) {
       failure f{step, errno};
-      [[maybe_unused]] auto n = ::write(report_write.get(), &f, sizeof f);
+      [[maybe_unused]] auto n = ::write(report_fd, &f, sizeof f);
       ::_exit(127);
     };
     ::setpgid(0, 0);
@@ -124,9 +144,32 @@ pid_t spawn_in_group(const std::vector<std::string>& args, const fs::path& cwd, 
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(126);
     if (::chdir(directory.c_str()) != 0) fail(1);
+    if (activation) {
+      // The inherited sockets go to 3, 4, ...: first move them (and the report pipe) above
+      // that range so that no placement overwrites a source, then dup2 them into place
+      // (dup2 clears close-on-exec on the copy only).
+      const int floor = 3 + static_cast<int>(activated_count);
+      int moved = ::fcntl(report_fd, F_DUPFD_CLOEXEC, floor);
+      if (moved < 0) fail(5);
+      report_fd = moved;
+      for (std::size_t i = 0; i < activated_count; ++i) {
+        staged_fds[i] = ::fcntl(activation->fds[i], F_DUPFD_CLOEXEC, floor);
+        if (staged_fds[i] < 0) fail(5);
+      }
+      char digits[24];
+      std::size_t length = 0;
+      for (unsigned long value = static_cast<unsigned long>(::getpid()); value != 0; value /= 10) {
+        digits[length++] = static_cast<char>('0' + value % 10);
+      }
+      for (std::size_t i = 0; i < length; ++i) listen_pid_digits[i] = digits[length - 1 - i];
+      listen_pid_digits[length] = '\0';
+    }
     if (::dup2(null_fd.get(), 0) < 0 || ::dup2(out_fd.get(), 1) < 0 || ::dup2(err_fd.get(), 2) < 0) fail(2);
     // Everything above 2 is close-on-exec after this, the report pipe included.
     if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) fail(3);
+    for (std::size_t i = 0; i < activated_count; ++i) {
+      if (::dup2(staged_fds[i], 3 + static_cast<int>(i)) < 0) fail(5);
+    }
     ::execve(argv[0], argv.data(), envp.data());
     fail(4);
   }
@@ -144,9 +187,9 @@ pid_t spawn_in_group(const std::vector<std::string>& args, const fs::path& cwd, 
   if (n == static_cast<ssize_t>(sizeof failure)) {
     int status = 0;
     ::waitpid(pid, &status, 0);
-    static constexpr const char* steps[] = {"", "chdir", "dup2", "close_range", "execve"};
+    static constexpr const char* steps[] = {"", "chdir", "dup2", "close_range", "execve", "socket activation"};
     throw std::system_error(failure.error, std::generic_category(),
-                            std::string("starting preforkd: ") + steps[failure.step] + " " + args[0]);
+                            std::string("starting: ") + steps[failure.step] + " " + args[0]);
   }
   return pid;
 }
@@ -280,6 +323,86 @@ run_result run_preforkd(const std::vector<std::string>& args, const fs::path& cw
   return result;
 }
 
+fs::path preforkctl_path() {
+  fs::path path = preforkd_path().parent_path() / "preforkctl";
+  if (::access(path.c_str(), X_OK) != 0) {
+    throw std::runtime_error("preforkctl is not next to preforkd: " + path.string() + " is not executable");
+  }
+  return path;
+}
+
+run_result run_command(const std::vector<std::string>& argv, const fs::path& cwd, std::chrono::milliseconds timeout,
+                       const std::vector<std::pair<std::string, std::string>>& extra_env) {
+  temp_dir output;
+  pid_t pid = spawn_in_group(argv, cwd, output / "stdout.log", output / "stderr.log", extra_env);
+  run_result result;
+  result.status = poll_exit(pid, timeout);
+  if (!result.status) {
+    ::kill(-pid, SIGKILL);
+    poll_exit(pid, 5s);
+  }
+  if (!poll_group_gone(pid, 2s)) {
+    BOOST_ERROR(argv.front() << " left processes behind: " << describe_group(pid));
+    ::kill(-pid, SIGKILL);
+  }
+  result.out = read_file(output / "stdout.log");
+  result.err = read_file(output / "stderr.log");
+  return result;
+}
+
+run_result run_preforkctl(const std::vector<std::string>& args, const fs::path& cwd, std::chrono::milliseconds timeout) {
+  std::vector<std::string> argv{preforkctl_path().string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, cwd, timeout);
+}
+
+child_process::child_process(const std::vector<std::string>& argv, const fs::path& cwd, const fs::path& stdout_file,
+                             const fs::path& stderr_file,
+                             const std::vector<std::pair<std::string, std::string>>& extra_env)
+    : pid_(spawn_in_group(argv, cwd, stdout_file, stderr_file, extra_env)) {}
+
+child_process::~child_process() {
+  try {
+    if (!status_) running();
+    if (!status_) {
+      ::kill(-pid_, SIGKILL);
+      status_ = poll_exit(pid_, 5s);
+      if (!status_) BOOST_ERROR("process " << pid_ << " did not die of SIGKILL within 5 s");
+    }
+    if (!poll_group_gone(pid_, 2s)) {
+      BOOST_ERROR("processes of group " << pid_ << " are still alive 2 s after its leader exited: "
+                                        << describe_group(pid_));
+      ::kill(-pid_, SIGKILL);
+      poll_group_gone(pid_, 2s);
+    }
+  } catch (const std::exception& e) {
+    BOOST_ERROR("child_process cleanup: " << e.what());
+  }
+}
+
+bool child_process::running() {
+  if (status_) return false;
+  int status = 0;
+  pid_t reaped = ::waitpid(pid_, &status, WNOHANG);
+  if (reaped == pid_) {
+    status_ = exit_status::from_wait_status(status);
+    return false;
+  }
+  return true;
+}
+
+std::optional<exit_status> child_process::wait_exit(std::chrono::milliseconds timeout) {
+  if (!status_) status_ = poll_exit(pid_, timeout);
+  return status_;
+}
+
+bool child_process::signal_group(int sig) {
+  if (status_) return false;
+  return ::kill(-pid_, sig) == 0;
+}
+
+bool child_process::wait_group_gone(std::chrono::milliseconds timeout) { return poll_group_gone(pid_, timeout); }
+
 json::object default_test_config() {
   json::object config;
   config["bind"] = json::array{"unix:app.sock"};
@@ -295,7 +418,8 @@ server_process::server_process(server_options options) : config_(default_test_co
   if (options.prepare) options.prepare(dir());
   std::vector<std::string> argv{preforkd_path().string(), "-c", "preforkd.json"};
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
-  pid_ = spawn_in_group(argv, dir(), dir() / "stdout.log", dir() / "stderr.log", options.extra_env);
+  pid_ = spawn_in_group(argv, dir(), dir() / "stdout.log", dir() / "stderr.log", options.extra_env,
+                        options.activation ? &*options.activation : nullptr);
 }
 
 server_process::~server_process() { cleanup(); }

@@ -70,6 +70,64 @@ struct run_result {
 run_result run_preforkd(const std::vector<std::string>& args, const std::filesystem::path& cwd,
                         std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
+/// preforkctl, next to the preforkd of $PREFORKD. Throws std::runtime_error when it is
+/// missing or not executable.
+std::filesystem::path preforkctl_path();
+
+/// Runs `argv` (argv[0] a path to the program) like run_preforkd(): working directory
+/// `cwd`, its own process group, `extra_env` added to the environment (NOTIFY_SOCKET and
+/// LISTEN_* of the test's own environment removed), killed with its group after `timeout`.
+/// Throws std::system_error when it cannot be started.
+run_result run_command(const std::vector<std::string>& argv, const std::filesystem::path& cwd,
+                       std::chrono::milliseconds timeout,
+                       const std::vector<std::pair<std::string, std::string>>& extra_env = {});
+
+/// run_command() on `preforkctl args...`.
+run_result run_preforkctl(const std::vector<std::string>& args, const std::filesystem::path& cwd,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+/// Sockets handed to a program the way systemd's socket activation does: as descriptors
+/// 3, 4, ... (in this order), with LISTEN_FDS, LISTEN_FDNAMES (when `names` is not empty)
+/// and LISTEN_PID, which the child sets to its own pid after fork().
+struct socket_activation {
+  /// Descriptors of the test (it keeps them); the child gets duplicates.
+  std::vector<int> fds;
+  /// Joined with ':' into LISTEN_FDNAMES; empty: the variable is not set.
+  std::vector<std::string> names;
+};
+
+/// A program a test runs in the background beside preforkd (nginx, a waiting preforkctl):
+/// its own process group, stdin from /dev/null, stdout and stderr to files, and
+/// PR_SET_PDEATHSIG(SIGKILL). Destruction: SIGKILL to the group if the leader was not yet
+/// reaped, reap it, wait up to 2 s for every member of the group to vanish (BOOST_ERROR if
+/// not, then killed).
+class child_process {
+ public:
+  /// Starts `argv` (argv[0] a path) in `cwd`. Throws std::system_error when it cannot start.
+  child_process(const std::vector<std::string>& argv, const std::filesystem::path& cwd,
+                const std::filesystem::path& stdout_file, const std::filesystem::path& stderr_file,
+                const std::vector<std::pair<std::string, std::string>>& extra_env = {});
+  ~child_process();
+  child_process(const child_process&) = delete;
+  child_process& operator=(const child_process&) = delete;
+
+  pid_t pid() const noexcept { return pid_; }
+  /// Reaps the leader if it exited; true while it runs.
+  bool running();
+  /// Polls (waitpid on the leader only) until it exits; nullopt on timeout.
+  std::optional<exit_status> wait_exit(std::chrono::milliseconds timeout);
+  const std::optional<exit_status>& status() const noexcept { return status_; }
+  /// Sends `sig` to the whole group. False when the leader was already reaped (the group
+  /// id may then name nobody, or someone else) or kill() failed.
+  bool signal_group(int sig);
+  /// True once no live process of the group is left (polls up to `timeout`).
+  bool wait_group_gone(std::chrono::milliseconds timeout = std::chrono::seconds(2));
+
+ private:
+  pid_t pid_ = -1;
+  std::optional<exit_status> status_;
+};
+
 /// The config every server_process starts from: `bind: ["unix:app.sock"]`,
 /// `control: "ctl.sock"`, `workers: 2`, `log: {"format":"json","level":"info"}`.
 boost::json::object default_test_config();
@@ -84,6 +142,8 @@ struct server_options {
   std::vector<std::pair<std::string, std::string>> extra_env;
   /// Runs with the temp dir before preforkd starts (e.g. to plant a file at the bind path).
   std::function<void(const std::filesystem::path&)> prepare;
+  /// When set, preforkd inherits these sockets as systemd socket activation passes them.
+  std::optional<socket_activation> activation;
 };
 
 /// One preforkd started in a fresh temp dir (its working directory), in its own process

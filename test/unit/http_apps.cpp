@@ -384,6 +384,56 @@ BOOST_AUTO_TEST_CASE(header_over_the_limit_is_431_and_close) {
   BOOST_TEST(t.server_closed);
 }
 
+BOOST_AUTO_TEST_CASE(header_over_the_limit_sent_in_pieces_is_431) {
+  // Each piece alone is under the limit (1024), the header as a whole is not: the limit
+  // must hold across reads, not per read.
+  harness h;
+  h.start_hello();
+  std::string first = "GET / HTTP/1.1\r\n";
+  for (int i = 0; i < 60; ++i) first += "X-A" + std::to_string(i) + ": 1\r\n";
+  std::string second;
+  for (int i = 0; i < 60; ++i) second += "X-B" + std::to_string(i) + ": 1\r\n";
+  second += "\r\n";
+  BOOST_REQUIRE_LT(first.size(), 1024u);
+  BOOST_REQUIRE_LT(second.size(), 1024u);
+  step later{second};
+  later.pause = 50ms;
+  const transcript t = h.run({{first, 0}, later}, ending::expect_close);
+  BOOST_REQUIRE_EQUAL(t.responses.size(), 1u);
+  BOOST_TEST(status_line(t.responses[0]) == "HTTP/1.1 431 Request Header Fields Too Large");
+  BOOST_TEST(t.server_closed);
+}
+
+BOOST_AUTO_TEST_CASE(header_trickled_field_by_field_is_431_at_the_limit) {
+  harness h;
+  h.start_hello();
+  std::vector<step> steps{{"GET / HTTP/1.1\r\n", 0}};
+  for (int i = 0; i < 100; ++i) {
+    step piece{"X-T" + std::to_string(100 + i) + ": 1\r\n", 0};  // 11 bytes each
+    piece.pause = 1ms;
+    steps.push_back(piece);
+  }
+  steps.back().responses = 1;
+  const transcript t = h.run(steps, ending::expect_close);
+  BOOST_REQUIRE_EQUAL(t.responses.size(), 1u);
+  BOOST_TEST(status_line(t.responses[0]) == "HTTP/1.1 431 Request Header Fields Too Large");
+}
+
+BOOST_AUTO_TEST_CASE(transfer_encoding_not_ending_in_chunked_is_400) {
+  for (const std::string& request : {std::string("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+                                    std::string("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+                                    std::string("GET / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\nGET / HTTP/1.1\r\n\r\n")}) {
+    BOOST_TEST_CONTEXT("request: " << request) {
+      harness h;
+      h.start_hello();
+      const transcript t = h.run({{request}}, ending::expect_close);
+      BOOST_REQUIRE_EQUAL(t.responses.size(), 1u);
+      BOOST_TEST(status_line(t.responses[0]) == "HTTP/1.1 400 Bad Request");
+      BOOST_TEST(t.server_closed);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(long_request_line_is_431) {
   harness h;
   h.start_hello();

@@ -168,6 +168,18 @@ boost::system::error_code receive_frame(int socket, std::span<std::byte> buffer,
 
   if (overflow || (message.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) != 0) {
     out.close_descriptors();
+    // MSG_CTRUNC alone, within max_fds_per_frame: the kernel could not install them all
+    // (EMFILE). A handoff/handback says by its listener indices how many were sent, and
+    // the receiver must account for them, or the sender's ledger never settles.
+    const auto size = static_cast<std::size_t>(received);
+    if (!overflow && (message.msg_flags & MSG_TRUNC) == 0 && size >= frame_header_bytes) {
+      const std::size_t sent = (size - frame_header_bytes) / sizeof(std::uint32_t);
+      auto decoded = decode_frame(std::span<const std::byte>(buffer.data(), size), sent);
+      if (decoded && (decoded->type == frame_type::handoff || decoded->type == frame_type::handback)) {
+        out.type = decoded->type;
+        out.lost_fds = sent;
+      }
+    }
     return errc::frame_truncated;
   }
   if (received == 0 && out.fd_count == 0 && peer_has_closed(socket)) return errc::channel_closed;

@@ -70,6 +70,13 @@ class worker_runtime {
       if (ec == errc::channel_closed) return false;
       if (ec) {
         log_error("channel receive failed", {{"error", ec.message()}});
+        if (ec == errc::frame_truncated && frame.type == frame_type::handoff && frame.lost_fds > 0) {
+          // Out of descriptors: these connections are gone, but they must be acknowledged
+          // (as received and closed), or the master keeps its copies open forever.
+          received_ += frame.lost_fds;
+          closed_ += frame.lost_fds;
+          received_any = true;
+        }
         if (ec != errc::frame_malformed && ec != errc::frame_truncated) return false;
         continue;
       }

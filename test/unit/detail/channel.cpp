@@ -15,6 +15,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -583,6 +584,95 @@ BOOST_AUTO_TEST_CASE(receive_entries_not_matching_descriptors_are_closed) {
     BOOST_TEST(receive_frame(pair.worker, buffer, frame) == make_error_code(errc::frame_malformed));
     BOOST_TEST(count_open_fds() == before);
   }
+}
+
+// Lowers the soft RLIMIT_NOFILE to the lowest free descriptor number and fills every
+// free slot below it but `free_slots`; restores both on scope exit. (Nothing in between
+// may open a descriptor: /proc/self/fd cannot be listed.)
+class descriptor_table_full {
+ public:
+  explicit descriptor_table_full(std::size_t free_slots) {
+    BOOST_TEST_REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved_) == 0);
+    int highest = 2;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd"))
+      highest = std::max(highest, std::stoi(entry.path().filename().string()));
+    rlimit low = saved_;
+    low.rlim_cur = static_cast<rlim_t>(highest) + 1 + free_slots;
+    BOOST_TEST_REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    for (int fd; (fd = ::fcntl(0, F_DUPFD_CLOEXEC, 0)) >= 0;) fillers_.push_back(fd);
+    BOOST_TEST_REQUIRE(errno == EMFILE);
+    BOOST_TEST_REQUIRE(fillers_.size() >= free_slots);
+    for (std::size_t i = 0; i < free_slots; ++i) {
+      ::close(fillers_.back());
+      fillers_.pop_back();
+    }
+  }
+  ~descriptor_table_full() {
+    for (int fd : fillers_) ::close(fd);
+    ::setrlimit(RLIMIT_NOFILE, &saved_);
+  }
+  descriptor_table_full(const descriptor_table_full&) = delete;
+  descriptor_table_full& operator=(const descriptor_table_full&) = delete;
+
+  /// How many descriptors can still be made (each is made and closed again).
+  std::size_t free_slots() const {
+    std::vector<int> probes;
+    for (int fd; (fd = ::fcntl(0, F_DUPFD_CLOEXEC, 0)) >= 0;) probes.push_back(fd);
+    for (int fd : probes) ::close(fd);
+    return probes.size();
+  }
+
+ private:
+  rlimit saved_{};
+  std::vector<int> fillers_;
+};
+
+BOOST_AUTO_TEST_CASE(receive_without_free_descriptors_reports_lost_handoff) {
+  channel_pair pair;
+  test_pipe pipe;
+  std::vector<std::byte> buffer(max_frame_bytes);
+  const std::array<int, 3> fds{pipe.write_end, pipe.write_end, pipe.write_end};
+  const std::array<std::uint32_t, 3> indices{0, 1, 0};
+  const std::size_t before = count_open_fds();
+  // With no free slot the kernel installs none of the three; with one, it installs one,
+  // which receive_frame must close.
+  for (std::size_t free_slots : {std::size_t{0}, std::size_t{1}}) {
+    BOOST_TEST_REQUIRE(!send_frame(pair.master, frame_type::handback, as_payload(indices), fds));
+    BOOST_TEST_REQUIRE(!send_frame(pair.master, frame_type::handoff, as_payload(indices), fds));
+    BOOST_TEST_REQUIRE(!send_frame(pair.master, frame_type::control, text_bytes("{}")));
+    descriptor_table_full full(free_slots);
+    for (frame_type expected : {frame_type::handback, frame_type::handoff}) {
+      received_frame frame;
+      BOOST_TEST(receive_frame(pair.worker, buffer, frame) == make_error_code(errc::frame_truncated));
+      BOOST_TEST(frame.fd_count == 0u);
+      BOOST_TEST((frame.type == expected));
+      BOOST_TEST(frame.lost_fds == 3u);
+    }
+    // A frame that carries no descriptors arrives as usual.
+    received_frame frame;
+    BOOST_TEST(!receive_frame(pair.worker, buffer, frame));
+    BOOST_TEST(frame.lost_fds == 0u);
+    BOOST_TEST(full.free_slots() == free_slots);
+  }
+  BOOST_TEST(count_open_fds() == before);
+  // Nobody holds a copy of the write end any more: the pipe sees EOF.
+  ::close(pipe.write_end);
+  pipe.write_end = -1;
+  char byte;
+  BOOST_TEST(::read(pipe.read_end, &byte, 1) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(receive_too_many_descriptors_reports_no_lost_count) {
+  channel_pair pair;
+  test_pipe pipe;
+  std::vector<std::byte> buffer(max_frame_bytes);
+  const std::vector<int> fds(max_fds_per_frame + 1, pipe.write_end);
+  const std::vector<std::uint32_t> indices(max_fds_per_frame + 1, 0);
+  const auto message = make_message(frame_type::handoff, as_payload(indices));
+  BOOST_TEST_REQUIRE(raw_send(pair.master, message, fds) == static_cast<ssize_t>(message.size()));
+  received_frame frame;
+  BOOST_TEST(receive_frame(pair.worker, buffer, frame) == make_error_code(errc::frame_truncated));
+  BOOST_TEST(frame.lost_fds == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(receive_zero_length_message_is_malformed_not_eof) {

@@ -61,6 +61,12 @@ struct received_frame {
   std::span<const std::byte> payload;
   std::array<int, max_fds_per_frame> fds{};
   std::size_t fd_count = 0;
+  /// Set only with errc::frame_truncated, for a well-formed handoff or handback whose
+  /// descriptors did not all arrive (MSG_CTRUNC: the receiver is out of descriptors):
+  /// how many the sender sent (one per listener_index). `type` is set too; every
+  /// descriptor is already closed. The receiver accounts for them as received and gone
+  /// (a worker acknowledges them: the master closes its copies only then).
+  std::size_t lost_fds = 0;
 
   /// Closes fds[0, fd_count) and sets fd_count to 0.
   void close_descriptors() noexcept;
@@ -73,7 +79,8 @@ struct received_frame {
 /// carry FD_CLOEXEC. Errors (no descriptor is left open on any of them):
 ///   asio::error::would_block   nothing to read now (wait for wait_read);
 ///   errc::channel_closed       the peer closed its end (orderly EOF);
-///   errc::frame_truncated      MSG_TRUNC or MSG_CTRUNC (too many descriptors, or a
+///   errc::frame_truncated      MSG_TRUNC or MSG_CTRUNC (too many descriptors, the
+///                              receiver out of descriptors: see lost_fds, or a
 ///                              message larger than max_frame_bytes);
 ///   errc::frame_malformed      decode_frame rejected it, including descriptors sent with
 ///                              a type that takes none, and a zero-length message;
