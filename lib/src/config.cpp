@@ -24,6 +24,9 @@ namespace {
 constexpr int max_workers = 1024;
 // Durations beyond ~31 years are typos; the bound also keeps the millisecond count finite.
 constexpr double max_seconds = 1e9;
+// The same bound for durations given in milliseconds: a clock's now() plus one must not
+// overflow its nanosecond count.
+constexpr long max_milliseconds = 1'000'000'000'000;
 
 template <class Enum>
 using name_table = std::span<const std::pair<std::string_view, Enum>>;
@@ -286,9 +289,10 @@ void read_restart(object_reader& parent, restart_config& out) {
   auto min_uptime = out.min_uptime.count();
   auto backoff_initial = out.backoff_initial.count();
   auto backoff_max = out.backoff_max.count();
-  reader.integer("min_uptime_ms", decltype(min_uptime){0}, min_uptime);
-  reader.integer("backoff_initial_ms", decltype(backoff_initial){1}, backoff_initial);
-  reader.integer("backoff_max_ms", decltype(backoff_max){0}, backoff_max);
+  using rep = std::chrono::milliseconds::rep;
+  reader.integer("min_uptime_ms", rep{0}, min_uptime, rep{max_milliseconds});
+  reader.integer("backoff_initial_ms", rep{1}, backoff_initial, rep{max_milliseconds});
+  reader.integer("backoff_max_ms", rep{0}, backoff_max, rep{max_milliseconds});
   if (!reader.failed() && backoff_max < backoff_initial) {
     reader.fail("backoff_max_ms", "must be >= restart.backoff_initial_ms (" +
                                       std::to_string(backoff_initial) + "), got " +

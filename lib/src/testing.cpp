@@ -11,8 +11,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -22,8 +22,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,6 +35,7 @@
 #include <deque>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <sstream>
 #include <system_error>
 
@@ -57,9 +58,7 @@ namespace {
   throw std::system_error(errno, std::generic_category(), what);
 }
 
-std::string milliseconds_text(std::chrono::milliseconds duration) {
-  return std::to_string(duration.count()) + " ms";
-}
+std::string milliseconds_text(std::chrono::milliseconds duration) { return std::to_string(duration.count()) + " ms"; }
 
 bool equal_ignoring_case(std::string_view a, std::string_view b) {
   return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
@@ -188,8 +187,8 @@ struct child_setup {
 
 bool is_supervisor_variable(std::string_view entry) {
   // A test run under systemd must not make the server talk to systemd or adopt sockets.
-  for (std::string_view name : {"NOTIFY_SOCKET=", "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=", "WATCHDOG_USEC=",
-                                "WATCHDOG_PID="}) {
+  for (std::string_view name :
+       {"NOTIFY_SOCKET=", "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=", "WATCHDOG_USEC=", "WATCHDOG_PID="}) {
     if (entry.starts_with(name)) return true;
   }
   return false;
@@ -425,7 +424,7 @@ http_session::http_session(http_session&&) noexcept = default;
 http_session& http_session::operator=(http_session&&) noexcept = default;
 
 boost::system::result<http_response> http_session::try_request(std::string_view method, std::string_view target,
-                                                                std::string_view body) {
+                                                               std::string_view body) {
   std::string request;
   request.reserve(64 + target.size() + body.size());
   request.append(method).append(" ").append(target).append(" HTTP/1.1\r\nHost: localhost\r\n");
@@ -433,8 +432,7 @@ boost::system::result<http_response> http_session::try_request(std::string_view 
     request.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
   request.append("\r\n").append(body);
   const bool head = method == "HEAD";
-  const bool idempotent =
-      method == "GET" || head || method == "PUT" || method == "DELETE" || method == "OPTIONS";
+  const bool idempotent = method == "GET" || head || method == "PUT" || method == "DELETE" || method == "OPTIONS";
   const auto deadline = steady::now() + impl_->timeout;
   for (int attempt = 0;; ++attempt) {
     const bool reused = impl_->socket.is_open() && impl_->reused;
@@ -477,8 +475,9 @@ struct server::impl {
   fs::path directory;
   json::object config;
   fs::path control_path;
-  std::string first_address;  // bind syntax; known once ready (or from the config)
-  asio::io_context io;        // owns the process handle's pidfd; never run
+  mutable std::mutex address_mutex;      // session() may be called from other threads
+  std::string first_address;             // bind syntax; from `status` (at first from the config)
+  asio::io_context io;                   // owns the process handle's pidfd; never run
   std::optional<process_handle> master;  // the one reaper of the master
   unique_fd master_fd;                   // a pidfd of our own, to poll and to signal
   pid_t pid = -1;
@@ -503,8 +502,8 @@ struct server::impl {
       options.program = from_environment;
     }
     if (::access(options.program.c_str(), X_OK) != 0)
-      throw std::runtime_error("prefork::testing::server: " + options.program.string() + " is not executable: " +
-                               std::strerror(errno));
+      throw std::runtime_error("prefork::testing::server: " + options.program.string() +
+                               " is not executable: " + std::strerror(errno));
     options.program = fs::absolute(options.program);
 
     directory = make_temp_directory();
@@ -539,7 +538,11 @@ struct server::impl {
     launcher.env = envp.data();
     boost::system::error_code ec;
     auto process = launcher(io.get_executor(), ec, bp::filesystem::path(options.program.string()), arguments, setup);
-    if (ec) throw std::runtime_error("cannot start " + options.program.string() + ": " + ec.message());
+    if (ec) {
+      // 1.81 returns an empty handle after a failed exec: reap the child that tried it.
+      if (launcher.pid > 0) ::waitpid(launcher.pid, nullptr, 0);
+      throw std::runtime_error("cannot start " + options.program.string() + ": " + ec.message());
+    }
     pid = process.id();
     // Not reaped yet, so the pid cannot have been reused.
     master_fd = unique_fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
@@ -552,6 +555,18 @@ struct server::impl {
     // The handle (a pidfd) is the one reaper; detached from basic_process, whose
     // destructor would SIGKILL and waitpid the pid even after we reaped it.
     master.emplace(process.detach());
+  }
+
+  void set_first_address(std::string address) {
+    std::lock_guard lock(address_mutex);
+    if (first_address != address) first_address = std::move(address);
+  }
+
+  // The first listener's address; throws when it is not known yet.
+  std::string listener_address() const {
+    std::lock_guard lock(address_mutex);
+    if (first_address.empty()) throw std::runtime_error("the server's listener address is not known yet");
+    return first_address;
   }
 
   std::optional<fs::path> first_unix_bind() const {
@@ -597,13 +612,11 @@ struct server::impl {
   }
 
   // Sleeps up to `duration`, waking early if the master exits.
-  void pause(std::chrono::milliseconds duration) {
-    if (!master) {
-      ::poll(nullptr, 0, static_cast<int>(duration.count()));
-      return;
-    }
-    pollfd descriptor{master_fd.get(), POLLIN, 0};
-    ::poll(&descriptor, 1, static_cast<int>(duration.count()));
+  void pause(std::chrono::microseconds duration) {
+    const timespec timeout{static_cast<time_t>(duration.count() / 1000000),
+                           static_cast<long>(duration.count() % 1000000) * 1000};
+    pollfd descriptor{master ? master_fd.get() : -1, POLLIN, 0};  // a negative fd is ignored
+    ::ppoll(&descriptor, 1, &timeout, nullptr);
   }
 
   bool send_to_master(int signal_number) {
@@ -649,7 +662,8 @@ struct server::impl {
   exit_status stop(stop_mode mode) {
     if (stopped) return exit.value_or(exit_status{});
     stopped = true;
-    session.reset();
+    // Idle connections would only make a graceful stop wait for their keep-alive timeout.
+    if (session) session->close();
     control.close();
     if (running()) {
       send_to_master(mode == stop_mode::graceful ? SIGTERM : SIGINT);
@@ -698,18 +712,20 @@ struct server::impl {
                   std::string_view what) {
     const auto started = steady::now();
     const auto deadline = started + timeout;
-    auto interval = 1ms;
+    // Finely at first (a server is often ready within a few milliseconds), then coarser
+    // so that a slow start does not load the master with status requests.
+    std::chrono::microseconds interval = 500us;
     std::string seen = "nothing yet";
     for (;;) {
       if (!running()) {
-        throw std::runtime_error("prefork::testing::server: " + options.program.filename().string() +
-                                 " exited (" + exit->to_string() + ") while waiting for " + std::string(what) +
+        throw std::runtime_error("prefork::testing::server: " + options.program.filename().string() + " exited (" +
+                                 exit->to_string() + ") while waiting for " + std::string(what) +
                                  "; last stderr lines:\n" + log_tail(30));
       }
       if (check(seen)) return;
       if (steady::now() >= deadline) break;
       pause(interval);
-      interval = std::min(interval * 2, std::chrono::milliseconds(20));
+      if (steady::now() - started > 20ms) interval = std::min<std::chrono::microseconds>(interval * 2, 20ms);
     }
     throw std::runtime_error("prefork::testing::server: no " + std::string(what) + " within " +
                              milliseconds_text(timeout) + " (last seen: " + seen + "); last stderr lines:\n" +
@@ -736,7 +752,7 @@ struct server::impl {
       const auto& list = listeners->get_array();
       if (!list.empty() && list[0].is_object())
         if (const json::value* address = list[0].get_object().if_contains("address"); address && address->is_string())
-          first_address = std::string(address->get_string());
+          set_first_address(std::string(address->get_string()));
     }
     return counts->get_object();
   }
@@ -788,8 +804,7 @@ struct server::impl {
   }
 };
 
-server::server(server_options options)
-    : impl_(std::make_unique<impl>()), start_timeout_(options.start_timeout) {
+server::server(server_options options) : impl_(std::make_unique<impl>()), start_timeout_(options.start_timeout) {
   impl_->options = std::move(options);
   try {
     impl_->launch();
@@ -825,7 +840,7 @@ fs::path server::control_path() const { return impl_->control_path; }
 
 std::string server::address() {
   std::string seen;
-  if (impl_->poll_workers(seen) && !impl_->first_address.empty()) return impl_->first_address;
+  if (impl_->poll_workers(seen)) return impl_->listener_address();
   if (!impl_->running()) throw std::runtime_error("the server is not running");
   throw std::runtime_error("no listener address: " + seen);
 }
@@ -863,15 +878,12 @@ http_session& server::http() {
   return *impl_->session;
 }
 
-http_session server::session() const {
-  if (impl_->first_address.empty()) throw std::runtime_error("the server's listener address is not known yet");
-  return http_session(impl_->first_address, impl_->options.request_timeout);
-}
+http_session server::session() const { return http_session(impl_->listener_address(), impl_->options.request_timeout); }
 
 socket_type server::connect(const asio::any_io_executor& executor) const {
-  if (impl_->first_address.empty()) throw std::runtime_error("the server's listener address is not known yet");
-  auto endpoint = parse_endpoint(impl_->first_address);
-  if (!endpoint) throw std::runtime_error("cannot connect to \"" + impl_->first_address + "\"");
+  const std::string address = impl_->listener_address();
+  auto endpoint = parse_endpoint(address);
+  if (!endpoint) throw std::runtime_error("cannot connect to \"" + address + "\"");
   socket_type socket(executor);
   socket.connect(*endpoint);
   return socket;

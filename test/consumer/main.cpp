@@ -1,8 +1,8 @@
 // tiny: a prefork program of its own. Each connection gets one line naming the worker that
 // served it, then is closed; preforkd's whole command line, config, signals and control
 // socket come with prefork::run.
-//   tiny -b 127.0.0.1:7000 -w 2 &
-//   nc 127.0.0.1 7000        # -> hello from worker 1
+//   mkdir -p run && tiny -b 127.0.0.1:7000 -w 2 &   # control socket: run/preforkd.ctl
+//   nc 127.0.0.1 7000                               # -> hello from worker 1
 #include <prefork/app.hpp>
 #include <prefork/run.hpp>
 #include <prefork/worker_context.hpp>

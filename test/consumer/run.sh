@@ -1,6 +1,6 @@
 #!/bin/sh
 # consumer.find_package: installs the prefork build into a fresh prefix, builds the project
-# in this directory against it with find_package(prefork), and runs the result.
+# in this directory against it with find_package(prefork), runs the program and its tests.
 #   run.sh CMAKE PREFORK_BUILD_DIR CONSUMER_SOURCE_DIR WORK_DIR
 # WORK_DIR is wiped first; it is a fixed path so that ccache hits on reruns.
 set -eu
@@ -34,4 +34,7 @@ case $output in
   *) echo "tiny --check-config does not serve the app \"tiny\"" >&2; exit 1 ;;
 esac
 "$work/build/tiny" --version
+ctest=ctest
+case $cmake in */*) ctest=$(dirname "$cmake")/ctest ;; esac
+(cd "$work/build" && "$ctest" --output-on-failure)
 echo "consumer.find_package: ok"

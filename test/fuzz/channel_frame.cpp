@@ -1,7 +1,7 @@
 // Fuzzes what a channel peer can send: detail::decode_frame on a message that arrived with
 // byte 0 % 40 descriptors (the rest of the input is the message), read_progress and
 // read_listener_index on what it accepts, and decode_worker_message on the message as a
-// control payload (a message that decodes must encode and decode to the same kind).
+// control payload (a message that decodes must encode and decode to the same message).
 #include "prefork/detail/channel.hpp"
 #include "prefork/detail/worker_message.hpp"
 
@@ -58,7 +58,7 @@ void check_worker_message(std::string_view text) {
   auto again = detail::decode_worker_message(detail::encode_worker_message(*message));
   if (!again) fail("an encoded worker message does not decode");
   if (again->kind != message->kind || again->open != message->open || again->served != message->served ||
-      again->generation != message->generation)
+      again->generation != message->generation || again->id != message->id || again->pid != message->pid)
     fail("a worker message changed in the round trip");
 }
 

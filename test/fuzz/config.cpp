@@ -2,8 +2,8 @@
 // A config that parses must hold values the master can use as they are (counts in range,
 // durations that can be added to a clock's now() without overflow), and must survive the
 // round trip through to_json; a bind address must survive the round trip through to_string.
-#include "prefork/bind_address.hpp"
 #include "prefork/config.hpp"
+#include "prefork/bind_address.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>

@@ -55,8 +55,8 @@ asio::awaitable<void> run_client(prefork::socket_type& socket, std::string_view 
   // Write errors are expected (the server may close after a 400): stop writing, keep reading.
   while (!input.empty()) {
     const std::size_t size = chunk == 0 ? input.size() : std::min(chunk, input.size());
-    auto [ec, written] = co_await asio::async_write(socket, asio::buffer(input.data(), size),
-                                                     asio::as_tuple(asio::use_awaitable));
+    auto [ec, written] =
+        co_await asio::async_write(socket, asio::buffer(input.data(), size), asio::as_tuple(asio::use_awaitable));
     if (ec) break;
     input.remove_prefix(written);
   }
@@ -64,8 +64,7 @@ asio::awaitable<void> run_client(prefork::socket_type& socket, std::string_view 
   socket.shutdown(prefork::socket_type::shutdown_send, ignored);
   char buffer[4096];
   for (;;) {
-    auto [ec, bytes] =
-        co_await socket.async_read_some(asio::buffer(buffer), asio::as_tuple(asio::use_awaitable));
+    auto [ec, bytes] = co_await socket.async_read_some(asio::buffer(buffer), asio::as_tuple(asio::use_awaitable));
     received.append(buffer, bytes);
     if (ec) break;
   }

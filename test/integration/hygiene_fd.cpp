@@ -124,11 +124,10 @@ BOOST_AUTO_TEST_CASE(connections_leave_no_descriptor_and_memory_stays_bounded) {
     const auto& start = before.at(pid);
     const auto& end = after.at(pid);
     const char* role = pid == master ? "master" : "worker";
-    BOOST_TEST_MESSAGE(role << " " << pid << ": " << start.size() << " descriptors before, " << end.size()
-                            << " after");
-    BOOST_TEST(end.size() == start.size(), role << " " << pid << " held " << start.size() << " descriptors before "
-                                                << total << " connections and " << end.size() << " after:\n before:"
-                                                << describe(start) << "\n after:" << describe(end));
+    BOOST_TEST_MESSAGE(role << " " << pid << ": " << start.size() << " descriptors before, " << end.size() << " after");
+    BOOST_TEST(end.size() == start.size(),
+               role << " " << pid << " held " << start.size() << " descriptors before " << total << " connections and "
+                    << end.size() << " after:\n before:" << describe(start) << "\n after:" << describe(end));
   }
 
   // Memory: after warm-up vs the end, per process.

@@ -24,7 +24,6 @@
 namespace json = boost::json;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using prefork::testing::completion;
 using prefork::testing::server;
 using prefork::testing::server_options;
 
@@ -90,8 +89,7 @@ BOOST_AUTO_TEST_CASE(whoami_answers_from_a_worker) {
   auto status = preforkd.status();
   BOOST_TEST(status.at("workers").at("ready").to_number<int>() == 2);
   bool known_worker = false;
-  for (const auto& worker : preforkd.workers())
-    known_worker = known_worker || worker.at("pid") == whoami.at("pid");
+  for (const auto& worker : preforkd.workers()) known_worker = known_worker || worker.at("pid") == whoami.at("pid");
   BOOST_TEST(known_worker, "the pid of /whoami is not one of the workers");
 }  // the destructor stops preforkd and checks that none of its processes is left
 
@@ -140,7 +138,8 @@ BOOST_AUTO_TEST_CASE(a_test_that_throws_leaves_no_process) {
   BOOST_REQUIRE(group > 0);
   BOOST_TEST(workers.size() == 2u);
   BOOST_TEST(prefork::testing::group_members(group).empty(), "left: " << prefork::testing::describe_process(group));
-  for (pid_t worker : workers) BOOST_TEST(prefork::testing::describe_process(worker).find("(gone)") != std::string::npos);
+  for (pid_t worker : workers)
+    BOOST_TEST(prefork::testing::describe_process(worker).find("(gone)") != std::string::npos);
   if (std::getenv("PREFORK_KEEP_TMP") == nullptr) BOOST_TEST(!fs::exists(directory));
 }
 
@@ -170,9 +169,9 @@ BOOST_AUTO_TEST_CASE(sixty_four_sleeps_on_two_workers_overlap) {
   BOOST_TEST(answered.load() == clients);
   // Served one after another, 64 sleeps on 2 workers take 32 × 200 ms = 6.4 s; a handler
   // that does not block its worker overlaps them all. Below half of that proves it.
-  BOOST_TEST(elapsed < clients * sleep / 2 / 2,
-             "64 × /sleep?ms=200 took " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
-                                        << " ms");
+  BOOST_TEST(
+      elapsed < clients * sleep / 2 / 2,
+      "64 × /sleep?ms=200 took " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() << " ms");
 }
 
 BOOST_AUTO_TEST_CASE(control_helpers_scale_reload_pause_and_signal) {
@@ -183,7 +182,8 @@ BOOST_AUTO_TEST_CASE(control_helpers_scale_reload_pause_and_signal) {
 
   const auto generation = s.status().at("generation").to_number<std::uint64_t>();
   BOOST_TEST(s.reload() == generation + 1);
-  for (const auto& worker : s.workers()) BOOST_TEST(worker.at("generation").to_number<std::uint64_t>() == generation + 1);
+  for (const auto& worker : s.workers())
+    BOOST_TEST(worker.at("generation").to_number<std::uint64_t>() == generation + 1);
 
   const int id = s.workers().at(0).at("id").to_number<int>();
   s.pause_worker(id);
@@ -234,7 +234,10 @@ BOOST_AUTO_TEST_CASE(errors_are_reported) {
   std::string reply;
   boost::system::error_code ec;
   std::array<char, 512> chunk;
-  for (std::size_t n; (n = socket.read_some(boost::asio::buffer(chunk), ec)) > 0 || !ec;) reply.append(chunk.data(), n);
+  while (!ec) {
+    std::size_t n = socket.read_some(boost::asio::buffer(chunk), ec);
+    reply.append(chunk.data(), n);
+  }
   BOOST_TEST(reply.starts_with("HTTP/1.1 200"));
 
   // HTTP failures are values from try_request, exceptions from get.
@@ -245,6 +248,66 @@ BOOST_AUTO_TEST_CASE(errors_are_reported) {
   BOOST_CHECK_THROW(nowhere.get("/"), std::runtime_error);
   BOOST_CHECK_THROW(prefork::testing::http_session("no-port"), std::invalid_argument);
   s.wait_ready();  // the crashed worker's replacement
+}
+
+BOOST_AUTO_TEST_CASE(a_user_program_runs_under_the_helper) {
+  // The example kv-server is built beside preforkd: a program of its own on prefork::run.
+  const char* preforkd = std::getenv("PREFORKD");
+  BOOST_REQUIRE_MESSAGE(preforkd != nullptr, "PREFORKD is not set");
+  const fs::path kv_server = fs::path(preforkd).parent_path() / "kv-server";
+  if (!fs::exists(kv_server)) {
+    BOOST_TEST_MESSAGE("skipped: no " << kv_server);
+    return;
+  }
+  server_options options;
+  options.program = kv_server;
+  options.config["app"] = "kv";
+  options.on_stop_failure = [](const std::string& message) { BOOST_ERROR(message); };
+  server s(options);
+  BOOST_TEST(s.config().at("app").as_string() == "kv");
+
+  boost::asio::io_context io;
+  auto socket = s.connect(io.get_executor());
+  boost::asio::write(socket, boost::asio::buffer(std::string("SET greeting hello world\nGET greeting\n")));
+  socket.shutdown(prefork::socket_type::shutdown_send);
+  std::string reply;
+  boost::system::error_code ec;
+  std::array<char, 512> chunk;
+  while (!ec) {
+    std::size_t n = socket.read_some(boost::asio::buffer(chunk), ec);
+    reply.append(chunk.data(), n);
+  }
+  BOOST_TEST(reply == "OK\nVALUE hello world\n");
+}
+
+BOOST_AUTO_TEST_CASE(a_missing_program_is_an_error) {
+  server_options options = testbed_options();
+  options.program = "/nonexistent/preforkd";
+  BOOST_CHECK_EXCEPTION(server{options}, std::runtime_error, [](const std::runtime_error& e) {
+    return std::string(e.what()).find("/nonexistent/preforkd is not executable") != std::string::npos;
+  });
+
+  // An executable file that is no program: execve fails, and the child that tried is reaped.
+  fake_program not_a_program("");
+  std::ofstream(not_a_program.path(), std::ios::trunc) << "\x7f"
+                                                          "ELF garbage\n";
+  options.program = not_a_program.path();
+  BOOST_CHECK_EXCEPTION(server{options}, std::runtime_error, [](const std::runtime_error& e) {
+    BOOST_TEST_MESSAGE(e.what());
+    return std::string(e.what()).find("cannot start") != std::string::npos;
+  });
+  std::ifstream children("/proc/self/task/" + std::to_string(::gettid()) + "/children");
+  std::string left;
+  std::getline(children, left);
+  BOOST_TEST(left.empty(), "children left: " << left);
+
+  // Without a program, $PREFORKD names it (this test runs single-threaded: setenv is safe).
+  const std::string preforkd = std::getenv("PREFORKD") ? std::getenv("PREFORKD") : "";
+  ::unsetenv("PREFORKD");
+  BOOST_CHECK_EXCEPTION(server{testbed_options()}, std::runtime_error, [](const std::runtime_error& e) {
+    return std::string(e.what()).find("PREFORKD is not set") != std::string::npos;
+  });
+  if (!preforkd.empty()) ::setenv("PREFORKD", preforkd.c_str(), 1);
 }
 
 BOOST_AUTO_TEST_CASE(a_program_that_exits_at_start_is_an_error) {

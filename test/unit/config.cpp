@@ -322,6 +322,13 @@ BOOST_AUTO_TEST_CASE(restart_errors) {
        R"("restart.backoff_max_ms": must be >= restart.backoff_initial_ms (200), got 100)"},
       {R"({"restart": {"backoff_initial_ms": 50000}})",
        R"("restart.backoff_max_ms": must be >= restart.backoff_initial_ms (50000), got 30000)"},
+      // Beyond ~31 years a clock's now() plus the delay would overflow.
+      {R"({"restart": {"backoff_max_ms": 9223372036854775807}})",
+       R"("restart.backoff_max_ms": must be at most 1000000000000, got 9223372036854775807)"},
+      {R"({"restart": {"min_uptime_ms": 1000000000001}})",
+       R"("restart.min_uptime_ms": must be at most 1000000000000, got 1000000000001)"},
+      {R"({"restart": {"backoff_initial_ms": 1e15, "backoff_max_ms": 1e15}})",
+       R"("restart.backoff_initial_ms": must be at most 1000000000000, got 1e+15)"},
   });
 }
 

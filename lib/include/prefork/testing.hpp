@@ -181,8 +181,9 @@ class server {
   /// The control socket (absolute).
   std::filesystem::path control_path() const;
   /// The first listener's bound address in bind syntax (`unix:/abs/path`,
-  /// `127.0.0.1:43123`), from `status` once ready. Throws control_error when the master
-  /// cannot be asked, std::runtime_error when it has no listener.
+  /// `127.0.0.1:43123`: a port 0 in the config shows here as the port it got), as
+  /// `status` reports it now. Throws std::runtime_error when the master does not answer
+  /// (control_error when it answers with an error).
   std::string address();
   /// The path of the first `unix:` listener of the config, made absolute. Throws
   /// std::runtime_error when the config binds no Unix socket.
@@ -194,9 +195,10 @@ class server {
 
   // --- readiness and exit --------------------------------------------------------------
 
-  /// Polls `status` until `workers.ready >= workers.desired` and `workers.starting == 0`.
-  /// Throws std::runtime_error (with what it last saw and the tail of the log) when
-  /// `timeout` passes first or the master exits.
+  /// Polls `status` (every 0.5 ms at first, then less often) until `workers.ready` (plus
+  /// `paused`) >= `workers.desired` and `workers.starting` == 0. Throws
+  /// std::runtime_error (with what it last saw and the tail of the log) when `timeout`
+  /// passes first or the master exits. wait_ready() waits up to start_timeout.
   void wait_ready(std::chrono::milliseconds timeout);
   void wait_ready() { wait_ready(start_timeout_); }
 
@@ -236,25 +238,28 @@ class server {
   /// Throws std::runtime_error on a transport failure (any status is a response).
   http_response get(std::string_view target);
   /// The server's own session (first listener), for other methods and failure tests.
+  /// The reference lives as long as the server; stop() closes its connection.
   http_session& http();
-  /// A new session to the first listener, e.g. one per client thread. Thread-safe once
-  /// the server is ready (it only reads what the constructor stored).
+  /// A new session to the first listener (its address from the last `status`), e.g. one
+  /// per client thread. Thread-safe. Throws std::runtime_error before the address is
+  /// known (start_wait::no_wait with no Unix socket in the config).
   http_session session() const;
   /// A socket connected (blocking) to the first listener, on `executor`, for tests that
-  /// speak raw bytes. Throws boost::system::system_error when the connect fails.
+  /// speak raw bytes; the caller owns it. Throws boost::system::system_error when the
+  /// connect fails, std::runtime_error as session().
   socket_type connect(const boost::asio::any_io_executor& executor) const;
 
   // --- fault injection -----------------------------------------------------------------
 
-  /// Signals worker `id` with `signal_number` and returns its pid. SIGTERM and SIGKILL go through the control
-  /// socket (`kill_worker`: the master counts an exit, and TERM recycles the worker);
-  /// any other signal is sent straight to the pid (a SIGKILL from outside, which the
-  /// master counts as a crash, is `signal_worker`). With completion::wait, returns once
-  /// that pid is no longer a worker and every desired worker is ready again. Throws
-  /// control_error (`not_found` for an unknown id), std::runtime_error on a wait timeout
-  /// (start_timeout).
+  /// Signals worker `id` with `signal_number` and returns its pid. SIGTERM and SIGKILL go
+  /// through the control socket (`kill_worker`: the master counts an exit, and TERM
+  /// recycles the worker); any other signal is sent straight to the pid (for a SIGKILL
+  /// from outside, which the master counts as a crash, use signal_worker). With
+  /// completion::wait, returns once that pid is no longer a worker and every desired
+  /// worker is ready again. Throws control_error (`not_found` for an unknown id),
+  /// std::runtime_error on a wait timeout (start_timeout).
   pid_t kill_worker(int id, int signal_number, completion wait = completion::wait);
-  /// Sends `signal_number` with kill(2) straight to worker `id`'s pid, which the master sees as a
+  /// Sends `signal_number` with kill(2) straight to worker `id`'s pid: the master sees a
   /// crash. With completion::wait, as kill_worker. Throws as kill_worker.
   pid_t signal_worker(int id, int signal_number, completion wait = completion::wait);
   /// `pause_worker`: the worker keeps its connections but gets no new ones.
@@ -269,8 +274,8 @@ class server {
   /// are ready and none is starting or draining. Throws control_error, or
   /// std::runtime_error on a wait timeout (start_timeout).
   void scale(int workers, completion wait = completion::wait);
-  /// Sends `signal_number` to the master (through its pidfd) (HUP, TTIN, USR2...). Throws
-  /// std::runtime_error when the master was already reaped.
+  /// Sends `signal_number` (HUP, TTIN, USR2...) to the master through its pidfd. Throws
+  /// std::runtime_error when the master has exited.
   void signal(int signal_number);
 
  private:

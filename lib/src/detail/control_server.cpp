@@ -38,7 +38,7 @@ constexpr std::chrono::milliseconds accept_pause{100};
 
 struct session {
   session(asio::any_io_executor executor, int fd)
-      : socket(executor), timer(std::move(executor)) {
+      : socket(executor), timer(executor) {
     boost::system::error_code ec;
     socket.assign(asio::local::stream_protocol(), fd, ec);
     if (ec) {

@@ -107,7 +107,9 @@ void master::spawn(const record_ptr& record) {
   record->heartbeat = heartbeat_deadline(settings.timeout, steady_clock::now());
   record->started = steady_clock::now();
   record->started_wall = std::chrono::system_clock::now();
-  record->recycle_after = recycle_threshold(settings.max_requests, settings.max_requests_jitter, std::random_device{}());
+  // random_device costs tens of microseconds here: only draw when there is jitter.
+  std::uint64_t draw = settings.max_requests_jitter > 0 ? std::random_device{}() : 0;
+  record->recycle_after = recycle_threshold(settings.max_requests, settings.max_requests_jitter, draw);
 
   // The fork contract (Asio's fork idiom), step by step:
   // 1. tell the io_context a fork is coming, so the reactor can prepare;

@@ -4,6 +4,8 @@
 
 #include <boost/json.hpp>
 
+#include <limits>
+
 namespace prefork::detail {
 
 namespace json = boost::json;
@@ -59,6 +61,10 @@ boost::system::result<worker_message> decode_worker_message(std::string_view pay
     message.kind = worker_message_kind::ready;
     if (!read_unsigned(*object, "id", id) || !read_unsigned(*object, "generation", message.generation) ||
         !read_unsigned(*object, "pid", pid))
+      return make_error_code(errc::frame_malformed);
+    // Out of range for the fields: malformed, not silently truncated.
+    if (id > static_cast<std::uint64_t>(std::numeric_limits<int>::max()) ||
+        pid > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
       return make_error_code(errc::frame_malformed);
     message.id = static_cast<int>(id);
     message.pid = static_cast<std::int64_t>(pid);
