@@ -35,15 +35,13 @@ bool is_ipv6(std::string_view host) {
 // A DNS name such as "localhost" or "api.example.com" (resolved at bind time).
 bool is_hostname(std::string_view host) {
   const auto allowed = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
   };
-  return host.size() <= 253 && std::all_of(host.begin(), host.end(), allowed) &&
-         host.front() != '-' && host.front() != '.';
+  return host.size() <= 253 && std::all_of(host.begin(), host.end(), allowed) && host.front() != '-' &&
+         host.front() != '.';
 }
 
-boost::system::result<std::uint16_t, config_error> parse_port(std::string_view text,
-                                                              std::string_view port) {
+boost::system::result<std::uint16_t, config_error> parse_port(std::string_view text, std::string_view port) {
   if (port.empty()) return fail(text, "port is missing");
   unsigned value = 0;
   const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
@@ -65,8 +63,8 @@ boost::system::result<bind_address, config_error> parse_bind_address(std::string
       return fail(text, "socket path contains a NUL byte");
     }
     if (address.path.size() > max_unix_path_bytes) {
-      return fail(text, "socket path is " + std::to_string(address.path.size()) +
-                            " bytes, the limit is " + std::to_string(max_unix_path_bytes));
+      return fail(text, "socket path is " + std::to_string(address.path.size()) + " bytes, the limit is " +
+                            std::to_string(max_unix_path_bytes));
     }
     return address;
   }
@@ -76,8 +74,7 @@ boost::system::result<bind_address, config_error> parse_bind_address(std::string
     address.type = bind_address::kind::inherited_fd;
     const auto* digits_end = digits.data() + digits.size();
     const auto [end, ec] = std::from_chars(digits.data(), digits_end, address.fd);
-    if (digits.empty() || digits.front() < '0' || digits.front() > '9' || ec != std::errc{} ||
-        end != digits_end) {
+    if (digits.empty() || digits.front() < '0' || digits.front() > '9' || ec != std::errc{} || end != digits_end) {
       return fail(text, "descriptor must be an integer >= 0");
     }
     return address;
@@ -104,8 +101,8 @@ boost::system::result<bind_address, config_error> parse_bind_address(std::string
     }
     const bool dotted_numbers = host.find_first_not_of("0123456789.") == std::string_view::npos;
     if (dotted_numbers ? !is_ipv4(host) : !is_hostname(host)) {
-      return fail(text, std::string(dotted_numbers ? "invalid IPv4 address" : "invalid host name") +
-                            " \"" + std::string(host) + "\"");
+      return fail(text, std::string(dotted_numbers ? "invalid IPv4 address" : "invalid host name") + " \"" +
+                            std::string(host) + "\"");
     }
     address.host = host;
     port = text.substr(colon + 1);

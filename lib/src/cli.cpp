@@ -12,20 +12,17 @@ namespace {
 
 po::options_description option_descriptions() {
   po::options_description options("Options");
-  options.add_options()
-      ("config,c", po::value<std::string>()->value_name("FILE"), "configuration file (JSON)")
-      ("bind,b", po::value<std::vector<std::string>>()->value_name("BIND"),
-       "listen on BIND: unix:PATH, HOST:PORT, [V6]:PORT or fd://N; repeatable, replaces the "
-       "file's bind list")
-      ("workers,w", po::value<std::string>()->value_name("N|auto"),
-       "number of workers; auto is 2 x CPUs + 1")
-      ("app", po::value<std::string>()->value_name("NAME"), "application to serve (hello, testbed, "
-       "echo, or one registered by the program)")
-      ("log-level", po::value<std::string>()->value_name("LEVEL"),
-       "trace, debug, info, warning, error or fatal")
-      ("check-config", "validate the configuration, print it as JSON and exit")
-      ("version", "print the version and exit")
-      ("help,h", "print this help and exit");
+  options.add_options()("config,c", po::value<std::string>()->value_name("FILE"), "configuration file (JSON)")(
+      "bind,b", po::value<std::vector<std::string>>()->value_name("BIND"),
+      "listen on BIND: unix:PATH, HOST:PORT, [V6]:PORT or fd://N; repeatable, replaces the "
+      "file's bind list")("workers,w", po::value<std::string>()->value_name("N|auto"),
+                          "number of workers; auto is 2 x CPUs + 1")("app",
+                                                                     po::value<std::string>()->value_name("NAME"),
+                                                                     "application to serve (hello, testbed, "
+                                                                     "echo, or one registered by the program)")(
+      "log-level", po::value<std::string>()->value_name("LEVEL"), "trace, debug, info, warning, error or fatal")(
+      "check-config", "validate the configuration, print it as JSON and exit")("version", "print the version and exit")(
+      "help,h", "print this help and exit");
   return options;
 }
 
@@ -33,8 +30,7 @@ po::options_description option_descriptions() {
 // document holding just that key, so both spell their errors alike; the error names
 // `option` instead of the key.
 boost::system::result<config, config_error> check_with_file_rules(const json::object& document,
-                                                                  std::string_view key_path,
-                                                                  std::string_view option) {
+                                                                  std::string_view key_path, std::string_view option) {
   auto parsed = parse_config(json::serialize(document));
   if (parsed) return parsed;
   auto message = std::move(parsed.error().message);
@@ -53,14 +49,12 @@ json::value workers_value(const std::string& text) {
 
 }  // namespace
 
-boost::system::result<command_line, config_error> parse_command_line(int argc,
-                                                                     const char* const* argv) {
+boost::system::result<command_line, config_error> parse_command_line(int argc, const char* const* argv) {
   if (argc < 1) return command_line{};  // no argv[0]: nothing to parse (execve with argc 0)
   po::variables_map values;
   try {
     // No prefix guessing: "--check" must not silently mean --check-config.
-    const auto style = po::command_line_style::default_style &
-                       ~po::command_line_style::allow_guessing;
+    const auto style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
     const auto options = option_descriptions();  // `parsed` points into it
     const auto parsed = po::command_line_parser(argc, argv).options(options).style(style).run();
     // Without a positional description Program_options keeps stray words and store() drops
@@ -90,13 +84,11 @@ boost::system::result<command_line, config_error> parse_command_line(int argc,
 
 std::string usage_text(std::string_view program_name) {
   std::ostringstream text;
-  text << "Usage: " << program_name
-       << " [-c FILE] [-b BIND]... [-w N|auto] [--app NAME] [--log-level LEVEL]\n"
+  text << "Usage: " << program_name << " [-c FILE] [-b BIND]... [-w N|auto] [--app NAME] [--log-level LEVEL]\n"
        << std::string(program_name.size() + 8, ' ') << "[--check-config] [--version] [--help]\n"
        << "\nA pre-forking connection supervisor: the master accepts connections and hands\n"
        << "each one to a forked worker. Command-line values override the file's.\n\n"
-       << option_descriptions()
-       << "\nExit status: 0 stopped cleanly, 1 fatal runtime error, 2 usage or configuration\n"
+       << option_descriptions() << "\nExit status: 0 stopped cleanly, 1 fatal runtime error, 2 usage or configuration\n"
        << "error, 3 cannot bind or listen.\n";
   return text.str();
 }
@@ -117,8 +109,7 @@ boost::system::result<config, config_error> effective_config(const command_line&
     cfg.bind = std::move(binds);
   }
   if (command.workers) {
-    auto checked = check_with_file_rules({{"workers", workers_value(*command.workers)}}, "workers",
-                                         "--workers");
+    auto checked = check_with_file_rules({{"workers", workers_value(*command.workers)}}, "workers", "--workers");
     if (!checked) return checked.error();
     cfg.workers_auto = checked->workers_auto;
     cfg.workers = checked->workers;
@@ -129,8 +120,7 @@ boost::system::result<config, config_error> effective_config(const command_line&
     cfg.app = checked->app;
   }
   if (command.log_level) {
-    auto checked = check_with_file_rules({{"log", {{"level", *command.log_level}}}}, "log.level",
-                                         "--log-level");
+    auto checked = check_with_file_rules({{"log", {{"level", *command.log_level}}}}, "log.level", "--log-level");
     if (!checked) return checked.error();
     cfg.log.level = checked->log.level;
   }

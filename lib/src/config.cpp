@@ -154,8 +154,7 @@ class object_reader {
     const double number = value->to_number<double>();
     if (positive ? !(number > 0) : !(number >= 0)) return expected(key, what, *value);
     if (!(number <= max_seconds)) {
-      return fail(key, "must be at most " + format_double(max_seconds) + " seconds, got " +
-                           describe(*value));
+      return fail(key, "must be at most " + format_double(max_seconds) + " seconds, got " + describe(*value));
     }
     const auto milliseconds = std::llround(number * 1000);
     if (positive && milliseconds == 0) {
@@ -272,8 +271,7 @@ void read_socket_mode(object_reader& reader, config& cfg) {
   unsigned bits = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), bits, 8);
   const bool octal_digits_only = !text.empty() && text.front() >= '0' && text.front() <= '7' &&
-                                 ec != std::errc::invalid_argument &&
-                                 end == text.data() + text.size();
+                                 ec != std::errc::invalid_argument && end == text.data() + text.size();
   if (!octal_digits_only) {
     return reader.expected("socket_mode", expectation, *value);
   }
@@ -294,9 +292,8 @@ void read_restart(object_reader& parent, restart_config& out) {
   reader.integer("backoff_initial_ms", rep{1}, backoff_initial, rep{max_milliseconds});
   reader.integer("backoff_max_ms", rep{0}, backoff_max, rep{max_milliseconds});
   if (!reader.failed() && backoff_max < backoff_initial) {
-    reader.fail("backoff_max_ms", "must be >= restart.backoff_initial_ms (" +
-                                      std::to_string(backoff_initial) + "), got " +
-                                      std::to_string(backoff_max));
+    reader.fail("backoff_max_ms", "must be >= restart.backoff_initial_ms (" + std::to_string(backoff_initial) +
+                                      "), got " + std::to_string(backoff_max));
   }
   reader.reject_unknown_keys();
   out = {std::chrono::milliseconds{min_uptime}, std::chrono::milliseconds{backoff_initial},
@@ -328,15 +325,13 @@ void read_metrics(object_reader& reader, std::optional<bind_address>& out) {
   out = std::move(address);
 }
 
-config_error invalid_json(std::string_view text, std::size_t offset,
-                          const boost::system::error_code& ec) {
+config_error invalid_json(std::string_view text, std::size_t offset, const boost::system::error_code& ec) {
   offset = std::min(offset, text.size());
   const auto before = text.substr(0, offset);
   const auto line = 1 + std::count(before.begin(), before.end(), '\n');
   const auto line_start = before.rfind('\n');
   const auto column = offset - (line_start == std::string_view::npos ? 0 : line_start + 1) + 1;
-  return {"invalid JSON at line " + std::to_string(line) + " column " + std::to_string(column) +
-          ": " + ec.message()};
+  return {"invalid JSON at line " + std::to_string(line) + " column " + std::to_string(column) + ": " + ec.message()};
 }
 
 json::value seconds_json(std::chrono::milliseconds duration) {
@@ -400,11 +395,9 @@ boost::system::result<config, config_error> parse_config(std::string_view json_t
 
 boost::system::result<config, config_error> load_config_file(const std::filesystem::path& file) {
   const auto cannot_read = [&file] {
-    return config_error{"cannot read config file " + quote_json(file.string()) + ": " +
-                        std::strerror(errno)};
+    return config_error{"cannot read config file " + quote_json(file.string()) + ": " + std::strerror(errno)};
   };
-  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> stream(std::fopen(file.c_str(), "rb"),
-                                                                &std::fclose);
+  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> stream(std::fopen(file.c_str(), "rb"), &std::fclose);
   if (!stream) return cannot_read();
   std::string text;
   std::array<char, 8192> buffer{};

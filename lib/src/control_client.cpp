@@ -35,9 +35,7 @@ control_client_error make_error(control_failure failure, std::string message, bo
   return error;
 }
 
-std::string milliseconds_text(std::chrono::milliseconds timeout) {
-  return std::to_string(timeout.count()) + " ms";
-}
+std::string milliseconds_text(std::chrono::milliseconds timeout) { return std::to_string(timeout.count()) + " ms"; }
 
 }  // namespace
 
@@ -86,11 +84,10 @@ struct control_client::impl {
     const auto started = steady::now();
     bool done = false;
     boost::system::error_code result;
-    asio::async_write(socket, asio::buffer(bytes.data(), bytes.size()),
-                      [&](boost::system::error_code ec, std::size_t) {
-                        result = ec;
-                        done = true;
-                      });
+    asio::async_write(socket, asio::buffer(bytes.data(), bytes.size()), [&](boost::system::error_code ec, std::size_t) {
+      result = ec;
+      done = true;
+    });
     if (!run_until(done, deadline)) return timed_out("writing to", started);
     if (result) {
       // Keep what was already received: the master may have explained why it closed.
@@ -115,8 +112,8 @@ struct control_client::impl {
       scanned = received.size();
       if (received.size() > max_reply_bytes) {
         reset();
-        return make_error(control_failure::bad_reply, "reply from " + path + " is longer than " +
-                                                          std::to_string(max_reply_bytes) + " bytes");
+        return make_error(control_failure::bad_reply,
+                          "reply from " + path + " is longer than " + std::to_string(max_reply_bytes) + " bytes");
       }
       if (!socket.is_open()) return make_error(control_failure::disconnected, "not connected to " + path);
       bool done = false;
@@ -162,11 +159,10 @@ boost::system::result<void, control_client_error> control_client::connect(const 
   }
   bool done = false;
   boost::system::error_code result;
-  impl_->socket.async_connect(asio::local::stream_protocol::endpoint(impl_->path),
-                              [&](boost::system::error_code ec) {
-                                result = ec;
-                                done = true;
-                              });
+  impl_->socket.async_connect(asio::local::stream_protocol::endpoint(impl_->path), [&](boost::system::error_code ec) {
+    result = ec;
+    done = true;
+  });
   if (!impl_->run_until(done, started + timeout)) return impl_->timed_out("connecting to", started);
   if (result) {
     impl_->reset();
@@ -181,7 +177,7 @@ bool control_client::is_open() const noexcept { return impl_->socket.is_open(); 
 void control_client::close() noexcept { impl_->reset(); }
 
 boost::system::result<std::string, control_client_error> control_client::call_raw(std::string_view bytes,
-                                                                                 std::chrono::milliseconds timeout) {
+                                                                                  std::chrono::milliseconds timeout) {
   const auto deadline = steady::now() + timeout;
   auto written = impl_->write(bytes, deadline);
   if (!written) {
@@ -200,7 +196,7 @@ boost::system::result<std::string, control_client_error> control_client::read_li
 }
 
 boost::system::result<json::value, control_client_error> control_client::call(const json::object& request,
-                                                                               std::chrono::milliseconds timeout) {
+                                                                              std::chrono::milliseconds timeout) {
   std::string line = json::serialize(request);
   line += '\n';
   auto reply = call_raw(line, timeout);

@@ -13,8 +13,7 @@ std::size_t wrapped(std::size_t start, std::size_t step, std::size_t count) noex
 
 }  // namespace
 
-std::optional<std::size_t> least_connections_policy::pick(
-    std::span<const worker_load> workers) noexcept {
+std::optional<std::size_t> least_connections_policy::pick(std::span<const worker_load> workers) noexcept {
   const std::size_t count = workers.size();
   if (count == 0) return std::nullopt;
   // Modulo: the set may have shrunk since the last pick.

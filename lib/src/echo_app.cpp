@@ -88,8 +88,8 @@ asio::awaitable<void> serve_echo(connection conn) {
       }
     }
     if (ec) break;
-    auto [read_ec, bytes] = co_await socket.async_read_some(asio::buffer(buffer.get(), buffer_size),
-                                                            asio::as_tuple(asio::use_awaitable));
+    auto [read_ec, bytes] =
+        co_await socket.async_read_some(asio::buffer(buffer.get(), buffer_size), asio::as_tuple(asio::use_awaitable));
     if (read_ec == asio::error::eof) {
       ended = "end of stream";  // the client half-closed: all we read was written back
       break;

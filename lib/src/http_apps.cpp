@@ -128,8 +128,9 @@ void append_status_line(std::string& out, unsigned status) {
   std::array<char, 16> digits{};
   const auto [end, ignored] = std::to_chars(digits.data(), digits.data() + digits.size(), status);
   // The reason phrase is optional (RFC 9112 4): empty for a status Beast does not know.
-  const beast::string_view reason =
-      http::int_to_status(status) == http::status::unknown ? "" : http::obsolete_reason(static_cast<http::status>(status));
+  const beast::string_view reason = http::int_to_status(status) == http::status::unknown
+                                        ? ""
+                                        : http::obsolete_reason(static_cast<http::status>(status));
   out += "HTTP/1.1 ";
   out.append(digits.data(), end);
   out += ' ';
@@ -147,8 +148,7 @@ void append_head(std::string& out, const http_response& response, connection_hea
     out += "\r\n";
   }
   std::array<char, 24> digits{};
-  const auto [end, ignored] =
-      std::to_chars(digits.data(), digits.data() + digits.size(), response.body.size());
+  const auto [end, ignored] = std::to_chars(digits.data(), digits.data() + digits.size(), response.body.size());
   out += "Content-Length: ";
   out.append(digits.data(), end);
   out += "\r\n";
@@ -266,8 +266,7 @@ void begin_deadline(http_session& s, clock_type::duration timeout) {
 void end_deadline(http_session& s) noexcept { s.deadline->active = false; }
 
 void start_parser(http_session& s) {
-  s.parser.emplace(std::piecewise_construct, std::make_tuple(),
-                   std::make_tuple(fields_allocator(&s.arena)));
+  s.parser.emplace(std::piecewise_construct, std::make_tuple(), std::make_tuple(fields_allocator(&s.arena)));
   constexpr std::size_t max_header_limit = std::numeric_limits<std::uint32_t>::max();
   s.parser->header_limit(static_cast<std::uint32_t>(std::min(s.limits.max_header_bytes, max_header_limit)));
   s.parser->body_limit(static_cast<std::uint64_t>(s.limits.max_body_bytes));
@@ -350,8 +349,8 @@ asio::awaitable<error_code> read_request(http_session& s) {
   while (!parser.is_done()) {
     if (s.buffer.size() != 0) {
       const bool header_pending = !parser.is_header_done();
-      const auto input = header_pending ? asio::buffer(s.buffer.data(), s.limits.max_header_bytes - header_bytes)
-                                        : s.buffer.data();
+      const auto input =
+          header_pending ? asio::buffer(s.buffer.data(), s.limits.max_header_bytes - header_bytes) : s.buffer.data();
       const std::size_t used = parser.put(input, ec);
       s.buffer.consume(used);
       if (ec && ec != http::error::need_more) co_return ec;
@@ -366,6 +365,7 @@ asio::awaitable<error_code> read_request(http_session& s) {
         const auto& message = parser.get();
         if (message.find(http::field::transfer_encoding) != message.end() && !parser.chunked())
           co_return http::error::bad_transfer_encoding;
+        continue;  // the body may already be buffered beyond the header's budget
       }
       if (!ec) continue;
       ec = {};
@@ -508,8 +508,8 @@ asio::awaitable<void> serve_http(connection conn, http_router router) {
       co_await s.router.route_deferred(s.request, s.response, s.conn);
     }
 
-    const bool keep_alive = s.parser->get().keep_alive() && s.response.after == after_response::keep_alive &&
-                            !s.conn.draining();
+    const bool keep_alive =
+        s.parser->get().keep_alive() && s.response.after == after_response::keep_alive && !s.conn.draining();
     const connection_header header = !keep_alive              ? connection_header::close
                                      : s.request.version < 11 ? connection_header::keep_alive
                                                               : connection_header::none;
@@ -548,8 +548,7 @@ constexpr std::string_view allow_get_head = "Allow: GET, HEAD\r\n";
 
 // GET and HEAD on "/" and "/healthz"; another method there is 405; any other path is 404
 // whatever the method (a method check on a path that does not exist says nothing useful).
-detail::route_result detail::route_hello(const http_request& request, http_response& response,
-                                         connection& /*conn*/) {
+detail::route_result detail::route_hello(const http_request& request, http_response& response, connection& /*conn*/) {
   const bool root = request.path == "/";
   if (root || request.path == "/healthz") {
     if (request.method == detail::http_method::get || request.method == detail::http_method::head) {

@@ -118,7 +118,7 @@ struct log_state {
   boost::shared_ptr<logging::core> core = logging::core::get();
   boost::shared_ptr<sink_type> sink = boost::make_shared<sink_type>();
   const logging::attribute_set no_source_attributes;  // the line carries everything
-  std::mutex configure_mutex;  // init_logging and reopen_logs, against each other
+  std::mutex configure_mutex;                         // init_logging and reopen_logs, against each other
 
   log_state() { core->add_sink(sink); }
 };
@@ -335,8 +335,8 @@ bool is_line_key(std::string_view key, log_role line_role) noexcept {
 }
 
 // 2026-11-26T16:02:23.123Z info    worker.3[1235] message key=value key2="two words"
-void render_text(std::string& out, log_level level, std::string_view message,
-                 std::initializer_list<log_field> fields, log_role line_role, int id, int pid) {
+void render_text(std::string& out, log_level level, std::string_view message, std::initializer_list<log_field> fields,
+                 log_role line_role, int id, int pid) {
   append_timestamp(out);
   out.push_back(' ');
   auto name = level_name(level);
@@ -362,8 +362,8 @@ void render_text(std::string& out, log_level level, std::string_view message,
 }
 
 // {"ts":"...","level":"info","role":"worker","pid":1235,"worker":3,"msg":"...",...}
-void render_json(std::string& out, log_level level, std::string_view message,
-                 std::initializer_list<log_field> fields, log_role line_role, int id, int pid) {
+void render_json(std::string& out, log_level level, std::string_view message, std::initializer_list<log_field> fields,
+                 log_role line_role, int id, int pid) {
   out += "{\"ts\":\"";
   append_timestamp(out);
   out += "\",\"level\":\"";

@@ -71,8 +71,7 @@ constexpr std::array<command_spec, 14> commands{{
     {"resume-worker", "resume_worker", argument::worker_id, "resume-worker ID", "undo pause-worker", ""},
     {"reopen-logs", "reopen_logs", argument::none, "reopen-logs", "reopen the log files (after logrotate)", ""},
     {"config", "config", argument::none, "config", "the master's effective configuration", ""},
-    {"wait-ready", "", argument::none, "wait-ready [--timeout SECONDS]",
-     "wait until every desired worker is ready",
+    {"wait-ready", "", argument::none, "wait-ready [--timeout SECONDS]", "wait until every desired worker is ready",
      "  --timeout SECONDS    give up after this long (default 30) and exit 1\n"},
     {"help", "", argument::none, "help [COMMAND]", "print this help, or a command's", ""},
 }};
@@ -275,7 +274,8 @@ boost::system::result<invocation, usage_error> parse_arguments(int argc, const c
     return usage_error{std::string(spec.name) + ": unexpected argument \"" + parsed.positionals[expected] + "\""};
   if (spec.positional == argument::count) {
     auto count = parse_integer(parsed.positionals[0]);
-    if (!count || *count < 1) return usage_error{"scale: N must be an integer >= 1, got \"" + parsed.positionals[0] + "\""};
+    if (!count || *count < 1)
+      return usage_error{"scale: N must be an integer >= 1, got \"" + parsed.positionals[0] + "\""};
   }
   if (spec.positional == argument::worker_id && !parse_integer(parsed.positionals[0]))
     return usage_error{std::string(spec.name) + ": ID must be an integer, got \"" + parsed.positionals[0] + "\""};
@@ -389,8 +389,8 @@ void print_status(std::ostream& out, const json::value& result) {
     key.resize(width, ' ');
     out << key << value << "\n";
   };
-  const std::array<std::string_view, 8> shown{"state", "pid", "version", "uptime_s", "generation", "workers",
-                                                "dispatch", "listeners"};
+  const std::array<std::string_view, 8> shown{"state",      "pid",     "version",  "uptime_s",
+                                              "generation", "workers", "dispatch", "listeners"};
   if (status->contains("state")) row("state", text_of(*status, "state"));
   if (status->contains("pid")) row("pid", text_of(*status, "pid"));
   if (status->contains("version")) row("version", text_of(*status, "version"));
@@ -495,8 +495,8 @@ void print_human(std::ostream& out, const invocation& call, const json::value& r
   } else if (name == "stop") {
     out << (call.fast ? "stopping (fast)" : "stopping") << "\n";
   } else if (name == "kill-worker") {
-    out << "sent " << call.signal.value_or("TERM") << " to worker " << call.positionals[0] << " (pid "
-        << field("pid") << ")\n";
+    out << "sent " << call.signal.value_or("TERM") << " to worker " << call.positionals[0] << " (pid " << field("pid")
+        << ")\n";
   } else if (name == "pause-worker") {
     out << "worker " << call.positionals[0] << " paused\n";
   } else if (name == "resume-worker") {
@@ -532,12 +532,8 @@ int report_failure(std::ostream& err, const control_client_error& error) {
       err << program << ": " << error.message << " (is preforkd running?)\n";
       return exit_unreachable;
     case control_failure::timeout:
-    case control_failure::disconnected:
-      err << program << ": " << error.message << "\n";
-      return exit_unreachable;
-    case control_failure::bad_reply:
-      err << program << ": " << error.message << "\n";
-      return exit_remote_error;
+    case control_failure::disconnected: err << program << ": " << error.message << "\n"; return exit_unreachable;
+    case control_failure::bad_reply: err << program << ": " << error.message << "\n"; return exit_remote_error;
   }
   return exit_remote_error;
 }
@@ -565,8 +561,8 @@ bool status_ready(const json::value& result, std::string& why) {
 }
 
 int wait_ready(const invocation& call, const std::string& socket, std::ostream& out, std::ostream& err) {
-  const auto timeout = call.timeout ? std::chrono::milliseconds(std::llround(*parse_seconds(*call.timeout) * 1000))
-                                    : wait_ready_default;
+  const auto timeout =
+      call.timeout ? std::chrono::milliseconds(std::llround(*parse_seconds(*call.timeout) * 1000)) : wait_ready_default;
   const auto deadline = steady::now() + timeout;
   control_client client;
   std::string why = "the control socket " + socket + " to accept connections";
@@ -591,7 +587,8 @@ int wait_ready(const invocation& call, const std::string& socket, std::ostream& 
             out << "ready\n";
           return exit_done;
         }
-      } else if (status.error().failure == control_failure::remote || status.error().failure == control_failure::bad_reply) {
+      } else if (status.error().failure == control_failure::remote ||
+                 status.error().failure == control_failure::bad_reply) {
         return report_failure(err, status.error());  // waiting longer will not change the answer
       } else {
         why = "the master to answer status (last error: " + status.error().message + ")";

@@ -140,7 +140,8 @@ int run(int argc, const char* const* argv, std::vector<app> apps, run_options op
   const bool successor = handover.ready_fd >= 0;
   detail::master_sockets sockets;
   for (const auto& where : settings->bind) {
-    auto opened = detail::adopt_or_open(handover, to_string(where), where, settings->backlog, settings->socket_mode_bits);
+    auto opened =
+        detail::adopt_or_open(handover, to_string(where), where, settings->backlog, settings->socket_mode_bits);
     if (!opened) {
       log_fatal("cannot listen", {{"bind", to_string(where)}, {"error", opened.error().message}});
       close_all(sockets.listeners);
@@ -162,7 +163,8 @@ int run(int argc, const char* const* argv, std::vector<app> apps, run_options op
   if (settings->metrics) {
     auto metrics = detail::adopt_or_open(handover, "metrics", *settings->metrics, 64, settings->socket_mode_bits);
     if (!metrics) {
-      log_fatal("cannot open the metrics endpoint", {{"bind", to_string(*settings->metrics)}, {"error", metrics.error().message}});
+      log_fatal("cannot open the metrics endpoint",
+                {{"bind", to_string(*settings->metrics)}, {"error", metrics.error().message}});
       close_all(sockets.listeners);
       if (sockets.control) detail::close_listener(*sockets.control);
       return exit_status_for(metrics.error().code);
@@ -201,8 +203,8 @@ int run(int argc, const char* const* argv, std::vector<app> apps, run_options op
   const std::optional<std::string> pid_file = settings->pid_file;
   int status = 1;
   try {
-    status = detail::run_master(std::make_shared<const config>(std::move(*settings)), *application,
-                                std::move(sockets), std::move(hooks));
+    status = detail::run_master(std::make_shared<const config>(std::move(*settings)), *application, std::move(sockets),
+                                std::move(hooks));
   } catch (const std::exception& e) {
     log_fatal("master failed", {{"error", e.what()}});
   }

@@ -190,8 +190,7 @@ route_result route_testbed(const http_request& request, http_response& response,
 
 /// The deferred half of /sleep (the only route that defers; `ms` was validated).
 /// A failed wait throws: serve_http ends the connection and the worker logs it.
-asio::awaitable<void> route_testbed_deferred(const http_request& request, http_response& response,
-                                             connection& conn) {
+asio::awaitable<void> route_testbed_deferred(const http_request& request, http_response& response, connection& conn) {
   const std::optional<std::chrono::milliseconds> duration = parse_ms(request, response);
   if (!duration) co_return;  // unreachable: route_testbed checked it; the 400 is filled
   asio::steady_timer timer(conn.socket().get_executor(), *duration);

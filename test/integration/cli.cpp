@@ -74,7 +74,8 @@ BOOST_AUTO_TEST_CASE(check_config_prints_effective_config) {
                                   "log": {"format": "json", "level": "info"}})");
   BOOST_REQUIRE_MESSAGE(exits_with(checked.run, 0), describe(checked.run));
   BOOST_REQUIRE_MESSAGE(checked.parse_error.empty() && checked.effective.is_object(),
-                        "stdout is not a JSON object: " << checked.parse_error << "\n" << describe(checked.run));
+                        "stdout is not a JSON object: " << checked.parse_error << "\n"
+                                                        << describe(checked.run));
   const auto& effective = checked.effective.as_object();
   BOOST_REQUIRE(effective.contains("workers"));
   BOOST_TEST(effective.at("workers").is_int64());

@@ -256,7 +256,11 @@ foreign_attempt connect_as(const fs::path& path, uid_t uid, gid_t gid) {
         // The server's close is marked by a last 1-byte record 'E': EOF, or ECONNRESET
         // when it closed with our ping unread (Linux resets a Unix stream socket then,
         // after the data it sent has been read). A timeout leaves no mark.
-        if (n == 0 || errno == ECONNRESET) [[maybe_unused]] auto marked = ::write(report[1], "\x01" "E", 2);
+        if (n == 0 || errno == ECONNRESET) [[maybe_unused]]
+          auto marked = ::write(report[1],
+                                "\x01"
+                                "E",
+                                2);
         ::_exit(0);
       }
       // Records: one length byte (1..255) and the bytes.
@@ -421,10 +425,11 @@ BOOST_AUTO_TEST_CASE(stats_count_requests_across_workers) {
   server.require_ready();
   auto before = control_stats(server);
   BOOST_TEST_MESSAGE("stats before: " << json::serialize(before));
-  for (std::string_view key : {"accepted", "dispatched", "redispatched", "migrated", "lost", "accept_pauses",
-                               "worker_exits", "worker_crashes", "worker_timeouts", "worker_recycled", "reloads",
-                               "requests"}) {
-    BOOST_TEST((json_int(before, key) >= 0), "stats." << key << " missing or not an integer: " << json::serialize(before));
+  for (std::string_view key :
+       {"accepted", "dispatched", "redispatched", "migrated", "lost", "accept_pauses", "worker_exits", "worker_crashes",
+        "worker_timeouts", "worker_recycled", "reloads", "requests"}) {
+    BOOST_TEST((json_int(before, key) >= 0),
+               "stats." << key << " missing or not an integer: " << json::serialize(before));
   }
   constexpr int requests = 30;
   for (int i = 0; i < requests; ++i) {
@@ -440,7 +445,8 @@ BOOST_AUTO_TEST_CASE(stats_count_requests_across_workers) {
   });
   BOOST_TEST_MESSAGE("stats after: " << json::serialize(after));
   BOOST_TEST(counted, "stats.requests did not count " << requests << " requests: " << json::serialize(after));
-  BOOST_TEST((json_int(after, "accepted") >= json_int(before, "accepted").value_or(0) + requests), json::serialize(after));
+  BOOST_TEST((json_int(after, "accepted") >= json_int(before, "accepted").value_or(0) + requests),
+             json::serialize(after));
   BOOST_TEST((json_int(after, "dispatched") >= json_int(before, "dispatched").value_or(0) + requests),
              json::serialize(after));
   BOOST_TEST((json_int(after, "lost") == 0), json::serialize(after));
@@ -454,22 +460,21 @@ BOOST_AUTO_TEST_CASE(scale_up_and_down) {
   BOOST_TEST((up == json::value(json::object{{"desired", 3}})), json::serialize(up));
   std::string why;
   BOOST_TEST(wait_control_ready(server, 20s, why, 3), "not 3 ready workers: " << why);
-  BOOST_TEST(poll_until(10s, [&] { return server.worker_pids().size() == 3u; }), "the master has "
-                                                                                    << server.worker_pids().size()
-                                                                                    << " children, expected 3");
+  BOOST_TEST(poll_until(10s, [&] { return server.worker_pids().size() == 3u; }),
+             "the master has " << server.worker_pids().size() << " children, expected 3");
   auto down = control_ok(server, {{"cmd", "scale"}, {"workers", 1}});
   BOOST_TEST((down == json::value(json::object{{"desired", 1}})), json::serialize(down));
   BOOST_TEST(wait_control_ready(server, 20s, why, 1), "not 1 ready worker: " << why);
-  BOOST_TEST(poll_until(20s, [&] { return server.worker_pids().size() == 1u; }), "the master has "
-                                                                                    << server.worker_pids().size()
-                                                                                    << " children, expected 1");
+  BOOST_TEST(poll_until(20s, [&] { return server.worker_pids().size() == 1u; }),
+             "the master has " << server.worker_pids().size() << " children, expected 1");
   BOOST_TEST(control_workers(server).size() == 1u);
   auto response = http_get(server.unix_endpoint(), "/", request_timeout);
   BOOST_TEST((response.has_value() && response->status == 200u), "GET / after scaling down failed");
 
   for (const json::value& bad : {json::value(0), json::value(-1), json::value("four"), json::value(1.5)}) {
     auto error = control_remote_error(server, {{"cmd", "scale"}, {"workers", bad}});
-    BOOST_TEST(error.code == "bad_request", "scale " << json::serialize(bad) << ": " << error.code << " " << error.message);
+    BOOST_TEST(error.code == "bad_request",
+               "scale " << json::serialize(bad) << ": " << error.code << " " << error.message);
   }
   auto missing = control_remote_error(server, {{"cmd", "scale"}});
   BOOST_TEST(missing.code == "bad_request", missing.message);
@@ -501,8 +506,8 @@ BOOST_AUTO_TEST_CASE(reload_without_and_with_wait) {
   auto workers = control_workers(server);
   BOOST_TEST(workers.size() == 2u, json::serialize(workers));
   for (const auto& entry : workers) {
-    BOOST_TEST((json_int(entry.as_object(), "generation") == *third), "an old worker is listed after reload --wait: "
-                                                                          << json::serialize(workers));
+    BOOST_TEST((json_int(entry.as_object(), "generation") == *third),
+               "an old worker is listed after reload --wait: " << json::serialize(workers));
     BOOST_TEST(json_string(entry.as_object(), "state") == "ready", json::serialize(workers));
   }
   for (pid_t old_pid : old_pids) {
@@ -567,8 +572,8 @@ BOOST_AUTO_TEST_CASE(kill_worker_term_and_kill_are_replaced) {
       auto reply = control_ok(server, {{"cmd", "kill_worker"}, {"id", *id}, {"signal", signal_name}});
       BOOST_TEST((reply == json::value(json::object{{"pid", *pid}})), json::serialize(reply));
       std::string why;
-      BOOST_TEST(wait_replaced(server, *pid, 2, 20s, why), "worker " << *id << " (pid " << *pid
-                                                                     << ") was not replaced: " << why);
+      BOOST_TEST(wait_replaced(server, *pid, 2, 20s, why),
+                 "worker " << *id << " (pid " << *pid << ") was not replaced: " << why);
       auto response = http_get(server.unix_endpoint(), "/", request_timeout);
       BOOST_TEST((response.has_value() && response->status == 200u), "GET / after kill_worker failed");
       std::this_thread::sleep_for(1500ms);
@@ -644,7 +649,8 @@ BOOST_AUTO_TEST_CASE(paused_worker_gets_no_new_connections_until_resumed) {
   BOOST_TEST(served_by_resumed > 0, "the resumed worker got none of " << requests << " connections");
 
   auto not_paused = control_remote_error(server, {{"cmd", "resume_worker"}, {"id", *paused_id}});
-  BOOST_TEST(not_paused.code == "bad_request", "resuming a ready worker: " << not_paused.code << " " << not_paused.message);
+  BOOST_TEST(not_paused.code == "bad_request",
+             "resuming a ready worker: " << not_paused.code << " " << not_paused.message);
 }
 
 BOOST_AUTO_TEST_CASE(reopen_logs_reopens_the_log_file) {
@@ -703,8 +709,8 @@ BOOST_AUTO_TEST_CASE(every_error_code_keeps_the_connection_usable) {
     BOOST_REQUIRE_MESSAGE(line.has_value(), "no reply to " << bad.bytes << ": " << line.error().message);
     BOOST_TEST(error_code_of(*line) == bad.code, "sent " << bad.bytes << "got " << *line);
     auto pong = client.call({{"cmd", "ping"}}, call_timeout);
-    BOOST_REQUIRE_MESSAGE(pong.has_value(), "the connection is unusable after " << bad.bytes << ": "
-                                                                                 << pong.error().message);
+    BOOST_REQUIRE_MESSAGE(pong.has_value(),
+                          "the connection is unusable after " << bad.bytes << ": " << pong.error().message);
     BOOST_TEST((*pong == json::value("pong")));
   }
   // Several requests in one write are answered in order.
@@ -761,9 +767,9 @@ BOOST_AUTO_TEST_CASE(foreign_user_is_forbidden_and_logged, *boost::unit_test::pr
   // With the socket at 0600 the kernel refuses the connection before preforkd sees it.
   auto refused = connect_as(socket, nobody, nogroup);
   BOOST_REQUIRE_MESSAGE(refused.failure.empty(), refused.failure);
-  BOOST_TEST(refused.connect_error == EACCES, "connect as uid 65534 to a 0600 socket: "
-                                                  << (refused.connect_error ? std::strerror(refused.connect_error)
-                                                                            : "it connected"));
+  BOOST_TEST(refused.connect_error == EACCES,
+             "connect as uid 65534 to a 0600 socket: " << (refused.connect_error ? std::strerror(refused.connect_error)
+                                                                                 : "it connected"));
 
   // Opened up, the connection reaches preforkd, which answers `forbidden` and closes.
   fs::permissions(socket, fs::perms(0666), fs::perm_options::replace);
@@ -771,8 +777,8 @@ BOOST_AUTO_TEST_CASE(foreign_user_is_forbidden_and_logged, *boost::unit_test::pr
   fs::permissions(socket, fs::perms(0600), fs::perm_options::replace);
   fs::permissions(server.dir(), fs::perms(0700), fs::perm_options::replace);
   BOOST_REQUIRE_MESSAGE(attempt.failure.empty(), attempt.failure);
-  BOOST_REQUIRE_MESSAGE(attempt.connect_error == 0, "connect as uid 65534 to a 0666 socket: "
-                                                        << std::strerror(attempt.connect_error));
+  BOOST_REQUIRE_MESSAGE(attempt.connect_error == 0,
+                        "connect as uid 65534 to a 0666 socket: " << std::strerror(attempt.connect_error));
   BOOST_TEST_MESSAGE("foreign user received: " << attempt.received);
   BOOST_TEST(attempt.closed, "the server did not close the foreign connection; received: " << attempt.received);
   BOOST_TEST(attempt.received.ends_with("\n"), "no whole line: " << attempt.received);
@@ -838,8 +844,8 @@ BOOST_AUTO_TEST_CASE(idle_control_connections_do_not_affect_service) {
   // Service with every held connection open.
   for (int i = 0; i < 50; ++i) {
     auto response = http_get(server.unix_endpoint(), "/", request_timeout);
-    BOOST_REQUIRE_MESSAGE(response.has_value(), "GET / #" << i << " with idle control connections: "
-                                                           << response.error().message());
+    BOOST_REQUIRE_MESSAGE(response.has_value(),
+                          "GET / #" << i << " with idle control connections: " << response.error().message());
     BOOST_REQUIRE_EQUAL(response->status, 200u);
   }
   // A held connection answers.

@@ -55,15 +55,15 @@ BOOST_AUTO_TEST_CASE(sigkill_of_a_worker_under_load_loses_nothing) {
   auto replaced_after = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - killed_at);
   BOOST_TEST_MESSAGE("replacement worker forked " << replaced_after.count() << " ms after SIGKILL");
   BOOST_REQUIRE_MESSAGE(after.size() == before.size() && !std::binary_search(after.begin(), after.end(), victim),
-                        "no replacement worker within 10 s\n" << server.diagnostics());
+                        "no replacement worker within 10 s\n"
+                            << server.diagnostics());
   std::vector<pid_t> fresh;
   std::set_difference(after.begin(), after.end(), before.begin(), before.end(), std::back_inserter(fresh));
   BOOST_REQUIRE_EQUAL(fresh.size(), 1u);
   pid_t replacement = fresh.front();
 
-  auto ready = server.wait_for_log("worker ready", 10s, [&](const boost::json::object& line) {
-    return event_pid(line) == replacement;
-  });
+  auto ready = server.wait_for_log("worker ready", 10s,
+                                   [&](const boost::json::object& line) { return event_pid(line) == replacement; });
   BOOST_REQUIRE_MESSAGE(ready.has_value(), "the replacement never logged \"worker ready\"\n" << server.diagnostics());
   auto ready_after = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - killed_at);
   BOOST_TEST_MESSAGE("replacement ready (seen in the log) " << ready_after.count() << " ms after SIGKILL");
@@ -107,7 +107,7 @@ BOOST_AUTO_TEST_CASE(sigkill_of_a_worker_under_load_loses_nothing) {
   auto victim_line = std::find_if(exited.begin(), exited.end(),
                                   [&](const boost::json::object& line) { return event_pid(line) == victim; });
   BOOST_REQUIRE_MESSAGE(victim_line != exited.end(), "no \"worker exited\" line for " << victim << "\n"
-                                                                                     << server.diagnostics());
+                                                                                      << server.diagnostics());
   BOOST_TEST(log_string(*victim_line, "signal") == "KILL", boost::json::serialize(*victim_line));
 
   BOOST_REQUIRE(server.signal(SIGTERM));

@@ -48,6 +48,15 @@ using clock_type = std::chrono::steady_clock;
 namespace {
 
 constexpr auto control_timeout = 5s;
+
+// The sanitizer runtimes need descriptors of their own: UBSan's vptr check probes memory
+// through a pipe, and at EMFILE it reports every uncached vptr as invalid. Descriptor
+// exhaustion is tested in the normal build only.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool sanitized_build = true;
+#else
+constexpr bool sanitized_build = false;
+#endif
 constexpr auto request_timeout = 5s;
 
 // ---------------------------------------------------------------------------------------
@@ -600,7 +609,8 @@ BOOST_AUTO_TEST_CASE(clients_resetting_mid_response_do_not_hurt_the_service) {
   require_healthy(server, workers);
 }
 
-BOOST_AUTO_TEST_CASE(descriptor_exhaustion_pauses_accepting_without_spinning) {
+BOOST_AUTO_TEST_CASE(descriptor_exhaustion_pauses_accepting_without_spinning,
+                     *boost::unit_test::enable_if<!sanitized_build>()) {
   // preforkd raises its soft limit to the hard one: the wrapper lowers both (dash and bash
   // set both with `ulimit -n`), for the master and the workers it forks.
   constexpr int descriptor_limit = 64;

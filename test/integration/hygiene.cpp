@@ -118,7 +118,8 @@ BOOST_AUTO_TEST_CASE(live_socket_is_address_in_use_exit_3) {
   BOOST_REQUIRE_MESSAGE(status.has_value(), "preforkd did not exit on a live socket\n" << server.diagnostics());
   BOOST_TEST(status->code == 3, status->to_string() << "\n" << server.diagnostics());
   BOOST_TEST(lowercase(server.stderr_text()).find("address in use") != std::string::npos,
-             "stderr does not say \"address in use\":\n" << server.stderr_text());
+             "stderr does not say \"address in use\":\n"
+                 << server.stderr_text());
   // Our socket is untouched: same file, still accepting.
   BOOST_TEST((inode_of(server.dir() / "app.sock") == live_inode));
   http_connection probe;

@@ -108,7 +108,8 @@ BOOST_AUTO_TEST_CASE(metrics_agree_with_stats_and_status) {
   BOOST_TEST(content_type.starts_with("text/plain"), "Content-Type: " << content_type);
 
   auto parsed = parse_exposition(response->body);
-  BOOST_TEST(parsed.malformed.empty(), "malformed lines, first: " << (parsed.malformed.empty() ? "" : parsed.malformed[0]));
+  BOOST_TEST(parsed.malformed.empty(),
+             "malformed lines, first: " << (parsed.malformed.empty() ? "" : parsed.malformed[0]));
   BOOST_TEST_MESSAGE("stats before: " << json::serialize(before) << "\nstats after: " << json::serialize(after));
 
   const std::map<std::string, std::string> counters{
@@ -148,7 +149,8 @@ BOOST_AUTO_TEST_CASE(metrics_agree_with_stats_and_status) {
   BOOST_TEST(parsed.types["prefork_workers"] == "gauge");
   BOOST_TEST(ready->second == static_cast<double>(json_int(counts, "ready").value_or(-1)), json::serialize(status));
   BOOST_TEST(ready->second == 2.0);
-  BOOST_TEST(parsed.samples["prefork_workers_desired"] == static_cast<double>(json_int(counts, "desired").value_or(-1)));
+  BOOST_TEST(parsed.samples["prefork_workers_desired"] ==
+             static_cast<double>(json_int(counts, "desired").value_or(-1)));
   BOOST_TEST(parsed.samples["prefork_generation"] == static_cast<double>(json_int(status, "generation").value_or(-1)));
   BOOST_TEST(parsed.samples.count("prefork_uptime_seconds") == 1u);
 

@@ -138,7 +138,8 @@ class nginx_process {
         rewritten = rewrite_site(site, upstream_socket, port_);
       }
       BOOST_REQUIRE(rewritten.has_value());
-      BOOST_TEST_MESSAGE("nginx site from " << (site_file.empty() ? std::string("the embedded copy") : site_file.string()));
+      BOOST_TEST_MESSAGE("nginx site from "
+                         << (site_file.empty() ? std::string("the embedded copy") : site_file.string()));
       write_file(dir_ / "nginx.conf", main_config(*rewritten));
       process_ = std::make_unique<child_process>(
           std::vector<std::string>{nginx_binary.string(), "-p", dir_.path().string() + "/", "-c",
@@ -269,8 +270,8 @@ BOOST_AUTO_TEST_CASE(requests_through_nginx_reach_preforkd) {
   auto served = json_int(after, "requests").value_or(0) - json_int(before, "requests").value_or(0);
   BOOST_TEST_MESSAGE("preforkd accepted " << accepted << " connections for " << served << " requests");
   BOOST_TEST(served >= static_cast<std::int64_t>(result.successes), json::serialize(after));
-  BOOST_TEST(accepted * 2 < served, "nginx did not reuse upstream connections: " << accepted << " accepted for "
-                                                                                 << served << " requests");
+  BOOST_TEST(accepted * 2 < served,
+             "nginx did not reuse upstream connections: " << accepted << " accepted for " << served << " requests");
   BOOST_TEST((json_int(after, "lost") == 0));
   BOOST_TEST(nginx.running());
   BOOST_TEST(nginx.error_log().find("[error]") == std::string::npos, "nginx logged errors:\n" << nginx.error_log());
@@ -315,7 +316,7 @@ BOOST_AUTO_TEST_CASE(reload_behind_nginx_costs_no_request) {
   BOOST_TEST_MESSAGE("stats: " << json::serialize(stats));
   BOOST_TEST((json_int(stats, "requests").value_or(0) >= static_cast<std::int64_t>(result.successes)),
              "stats.requests lost the count of retired workers: " << json::serialize(stats) << " after "
-                                                                   << result.successes << " requests");
+                                                                  << result.successes << " requests");
   BOOST_TEST((json_int(stats, "lost") == 0), json::serialize(stats));
   BOOST_TEST((json_int(stats, "reloads") == 1), json::serialize(stats));
   BOOST_TEST(nginx.error_log().find("[error]") == std::string::npos, "nginx logged errors:\n" << nginx.error_log());

@@ -120,8 +120,9 @@ BOOST_AUTO_TEST_CASE(status_workers_stats_and_config) {
   BOOST_TEST((std::find(header.begin(), header.end(), "ID") != header.end()), rows[0]);
   auto pid_column = std::find(header.begin(), header.end(), "PID") - header.begin();
   auto state_column = std::find(header.begin(), header.end(), "STATE") - header.begin();
-  BOOST_REQUIRE_MESSAGE(pid_column < static_cast<long>(header.size()) && state_column < static_cast<long>(header.size()),
-                        "no PID or STATE column: " << rows[0]);
+  BOOST_REQUIRE_MESSAGE(
+      pid_column < static_cast<long>(header.size()) && state_column < static_cast<long>(header.size()),
+      "no PID or STATE column: " << rows[0]);
   auto children = server.worker_pids();
   for (std::size_t i = 1; i < rows.size(); ++i) {
     auto cells = words_of(rows[i]);
@@ -203,10 +204,10 @@ BOOST_AUTO_TEST_CASE(commands_that_act) {
 BOOST_AUTO_TEST_CASE(a_master_error_exits_1) {
   server_process server(testbed_options());
   server.require_ready();
-  for (const std::vector<std::string>& args : {std::vector<std::string>{"kill-worker", "999"},
-                                               std::vector<std::string>{"kill-worker", "999", "--signal", "KILL"},
-                                               std::vector<std::string>{"pause-worker", "999"},
-                                               std::vector<std::string>{"resume-worker", "999"}}) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"kill-worker", "999"},
+        std::vector<std::string>{"kill-worker", "999", "--signal", "KILL"},
+        std::vector<std::string>{"pause-worker", "999"}, std::vector<std::string>{"resume-worker", "999"}}) {
     auto result = ctl(server, args);
     BOOST_TEST(exits_with(result, 1), describe(result));
     BOOST_TEST(result.err.find("not_found") != std::string::npos, describe(result));
@@ -289,8 +290,8 @@ BOOST_AUTO_TEST_CASE(wait_ready_started_before_the_socket_exists) {
   };
   server_process server(std::move(options));
   BOOST_REQUIRE(waiter != nullptr);
-  BOOST_TEST(waiting_before_start, "wait-ready did not wait for a master that was not started yet: "
-                                       << read_file(outputs / "stderr.log"));
+  BOOST_TEST(waiting_before_start,
+             "wait-ready did not wait for a master that was not started yet: " << read_file(outputs / "stderr.log"));
   auto status = waiter->wait_exit(90s);
   BOOST_REQUIRE_MESSAGE(status.has_value(), "wait-ready did not return within 90 s\n" << server.diagnostics());
   BOOST_TEST(status->code == 0, status->to_string() << "\nstdout: " << read_file(outputs / "stdout.log")

@@ -112,7 +112,8 @@ BOOST_AUTO_TEST_CASE(term_lets_in_flight_requests_finish_with_connection_close) 
   std::vector<http_connection> connections(connections_count);
   for (auto& connection : connections) {
     BOOST_REQUIRE(!connection.connect(server.unix_endpoint(), request_timeout));
-    BOOST_REQUIRE(!connection.send("GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: prefork-test\r\n", request_timeout));
+    BOOST_REQUIRE(
+        !connection.send("GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: prefork-test\r\n", request_timeout));
   }
   bool all_held = wait_worker_client_sockets(server, connections_count, 5s);
   BOOST_REQUIRE_MESSAGE(all_held, "the workers hold " << worker_client_sockets(server)

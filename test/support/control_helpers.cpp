@@ -25,8 +25,9 @@ json::value control_ok(const server_process& server, const json::object& request
   auto result = control_call(control_socket(server), request, timeout);
   // Built first: the message of BOOST_REQUIRE_MESSAGE may be evaluated before the condition.
   std::string why;
-  if (!result) why = json::serialize(request) + " failed: " + result.error().code + " " + result.error().message + "\n" +
-                     server.diagnostics();
+  if (!result)
+    why = json::serialize(request) + " failed: " + result.error().code + " " + result.error().message + "\n" +
+          server.diagnostics();
   BOOST_REQUIRE_MESSAGE(result.has_value(), why);
   return *result;
 }
@@ -65,7 +66,8 @@ json::object control_stats(const server_process& server) {
 std::optional<std::int64_t> json_int(const json::value* value) {
   if (value == nullptr) return std::nullopt;
   if (value->is_int64()) return value->as_int64();
-  if (value->is_uint64() && value->as_uint64() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+  if (value->is_uint64() &&
+      value->as_uint64() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
     return static_cast<std::int64_t>(value->as_uint64());
   }
   return std::nullopt;

@@ -7,8 +7,8 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 
 #include <algorithm>
@@ -140,7 +140,9 @@ error_code http_connection::connect(const endpoint& where, std::chrono::millisec
     if (ec) return ec;
     target = asio::ip::tcp::endpoint(address, where.port);
   }
-  return impl_->run(timeout, [&](auto handler) { impl_->socket.async_connect(target, handler); });
+  error_code ec = impl_->run(timeout, [&](auto handler) { impl_->socket.async_connect(target, handler); });
+  if (ec) close();  // a failed connect leaves the socket Asio opened: it is not connected
+  return ec;
 }
 
 error_code http_connection::send(std::string_view bytes, std::chrono::milliseconds timeout) {
@@ -157,9 +159,8 @@ boost::system::result<http_response> http_connection::read_response(std::chrono:
   parser.header_limit(64 * 1024);
   parser.body_limit(16 * 1024 * 1024);
   if (body == response_body::none_for_head) parser.skip(true);
-  error_code ec = impl_->run(timeout, [&](auto handler) {
-    http::async_read(impl_->socket, impl_->buffer, parser, handler);
-  });
+  error_code ec =
+      impl_->run(timeout, [&](auto handler) { http::async_read(impl_->socket, impl_->buffer, parser, handler); });
   if (ec) return ec;
   auto& message = parser.get();
   http_response response;
@@ -174,8 +175,8 @@ boost::system::result<http_response> http_connection::read_response(std::chrono:
 }
 
 boost::system::result<http_response> http_connection::request(std::string_view method, std::string_view target,
-                                                               std::chrono::milliseconds timeout,
-                                                               connection_header connection) {
+                                                              std::chrono::milliseconds timeout,
+                                                              connection_header connection) {
   auto deadline = clock_type::now() + timeout;
   if (auto ec = send(make_request(method, target, connection), timeout)) return ec;
   auto kind = method == "HEAD" ? response_body::none_for_head : response_body::expected;

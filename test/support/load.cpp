@@ -122,16 +122,15 @@ void load_generator::run_client() {
     if (!response) {
       connection.close();
       auto ec = response.error();
-      record_failure(classify(ec), std::string(reused ? "reused" : "new") + " connection, GET " + options_.path +
-                                       ": " + ec.message());
+      record_failure(classify(ec), std::string(reused ? "reused" : "new") + " connection, GET " + options_.path + ": " +
+                                       ec.message());
       continue;
     }
     if (response->status != options_.expected_status ||
         (options_.expected_body && response->body != *options_.expected_body)) {
       connection.close();
-      record_failure(failure_kind::bad_status, "GET " + options_.path + ": status " +
-                                                   std::to_string(response->status) + ", body \"" +
-                                                   response->body.substr(0, 80) + "\"");
+      record_failure(failure_kind::bad_status, "GET " + options_.path + ": status " + std::to_string(response->status) +
+                                                   ", body \"" + response->body.substr(0, 80) + "\"");
       continue;
     }
     ++successes_;

@@ -110,8 +110,8 @@ std::string describe_process(pid_t pid) {
   auto stat = read_stat(pid);
   if (!stat) return std::to_string(pid) + " (gone)";
   std::ostringstream text;
-  text << pid << " (" << stat->command << ") state " << stat->state << " ppid " << stat->parent
-       << " pgrp " << stat->group;
+  text << pid << " (" << stat->command << ") state " << stat->state << " ppid " << stat->parent << " pgrp "
+       << stat->group;
   return text.str();
 }
 

@@ -59,8 +59,8 @@ class unique_fd {
 
 bool is_supervisor_variable(std::string_view entry) {
   // A test run under systemd must not make preforkd talk to systemd or adopt sockets.
-  for (std::string_view name : {"NOTIFY_SOCKET=", "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=",
-                                "WATCHDOG_USEC=", "WATCHDOG_PID="}) {
+  for (std::string_view name :
+       {"NOTIFY_SOCKET=", "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=", "WATCHDOG_USEC=", "WATCHDOG_PID="}) {
     if (entry.starts_with(name)) return true;
   }
   return false;
@@ -87,7 +87,8 @@ pid_t spawn_in_group(const std::vector<std::string>& args, const fs::path& cwd, 
   constexpr std::size_t listen_pid_prefix = sizeof "LISTEN_PID=" - 1;
   if (activation) {
     std::erase_if(environment, [](const std::string& entry) {
-      return entry.starts_with("LISTEN_FDS=") || entry.starts_with("LISTEN_PID=") || entry.starts_with("LISTEN_FDNAMES=");
+      return entry.starts_with("LISTEN_FDS=") || entry.starts_with("LISTEN_PID=") ||
+             entry.starts_with("LISTEN_FDNAMES=");
     });
     environment.push_back("LISTEN_FDS=" + std::to_string(activated_count));
     if (!activation->names.empty()) {
@@ -350,7 +351,8 @@ run_result run_command(const std::vector<std::string>& argv, const fs::path& cwd
   return result;
 }
 
-run_result run_preforkctl(const std::vector<std::string>& args, const fs::path& cwd, std::chrono::milliseconds timeout) {
+run_result run_preforkctl(const std::vector<std::string>& args, const fs::path& cwd,
+                          std::chrono::milliseconds timeout) {
   std::vector<std::string> argv{preforkctl_path().string()};
   argv.insert(argv.end(), args.begin(), args.end());
   return run_command(argv, cwd, timeout);
@@ -370,8 +372,8 @@ child_process::~child_process() {
       if (!status_) BOOST_ERROR("process " << pid_ << " did not die of SIGKILL within 5 s");
     }
     if (!poll_group_gone(pid_, 2s)) {
-      BOOST_ERROR("processes of group " << pid_ << " are still alive 2 s after its leader exited: "
-                                        << describe_group(pid_));
+      BOOST_ERROR("processes of group " << pid_
+                                        << " are still alive 2 s after its leader exited: " << describe_group(pid_));
       ::kill(-pid_, SIGKILL);
       poll_group_gone(pid_, 2s);
     }
@@ -435,8 +437,8 @@ void server_process::cleanup() noexcept {
       if (!status_) BOOST_ERROR("preforkd master " << pid_ << " did not die of SIGKILL within 5 s");
     }
     if (!poll_group_gone(pid_, 2s)) {
-      BOOST_ERROR("processes of preforkd's group " << pid_ << " are still alive 2 s after the master exited: "
-                                                   << describe_group(pid_));
+      BOOST_ERROR("processes of preforkd's group "
+                  << pid_ << " are still alive 2 s after the master exited: " << describe_group(pid_));
       // Live members keep the group id reserved, so this kill reaches only them.
       ::kill(-pid_, SIGKILL);
       poll_group_gone(pid_, 2s);

@@ -335,11 +335,10 @@ BOOST_AUTO_TEST_CASE(scanner_connection_reuse) {
     return scanner.connection_reuse();
   };
   BOOST_TEST((reuse_of("HTTP/1.1 200 OK\r\nconnection: Close\r\ncontent-length: 0\r\n\r\n") == reuse::close));
-  BOOST_TEST((reuse_of("HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 0\r\n\r\n") ==
-              reuse::close));
+  BOOST_TEST(
+      (reuse_of("HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 0\r\n\r\n") == reuse::close));
   BOOST_TEST((reuse_of("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n") == reuse::close));
-  BOOST_TEST((reuse_of("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n") ==
-              reuse::keep_alive));
+  BOOST_TEST((reuse_of("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n") == reuse::keep_alive));
   BOOST_TEST((reuse_of("HTTP/1.1 204 No Content\r\n\r\n") == reuse::keep_alive));
   BOOST_TEST((reuse_of("HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n") == reuse::keep_alive));
   BOOST_TEST((reuse_of("HTTP/1.1 200 OK\nContent-Length: 2\n\nok") == reuse::keep_alive));  // bare LF
@@ -394,8 +393,7 @@ BOOST_AUTO_TEST_CASE(scanner_malformed) {
   BOOST_TEST(scan_error("HTTP/1.1 200 OK\r\nno colon here\r\n\r\n") == "header line without a colon");
   BOOST_TEST(scan_error("HTTP/1.1 200 OK\r\nContent-Length: 12x\r\n\r\n") == "bad Content-Length");
   BOOST_TEST(scan_error("HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n") == "bad Content-Length");
-  BOOST_TEST(scan_error("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n") ==
-             "bad Content-Length");
+  BOOST_TEST(scan_error("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n") == "bad Content-Length");
   BOOST_TEST(scan_error("HTTP/1.1 200 OK\r\nContent-Length: " + std::string(60, '1') + "\r\n\r\n") ==
              "Content-Length too long");
   BOOST_TEST(scan_error("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n") ==
@@ -425,9 +423,8 @@ BOOST_AUTO_TEST_CASE(scanner_malformed) {
 // --- command line ---------------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(command_line_accepts_a_full_run) {
-  const auto options = options_for({"--unix", "run/p.sock", "-c", "32", "-d", "2.5", "--mode", "close",
-                                    "--mix", "/burn?ms=20:1/50", "--path", "/healthz", "--threads", "2",
-                                    "--timeout", "1.5"});
+  const auto options = options_for({"--unix", "run/p.sock", "-c", "32", "-d", "2.5", "--mode", "close", "--mix",
+                                    "/burn?ms=20:1/50", "--path", "/healthz", "--threads", "2", "--timeout", "1.5"});
   BOOST_TEST((options.target == bench_options::target_kind::unix_path));
   BOOST_TEST(options.unix_path == "run/p.sock");
   BOOST_TEST(options.connections == 32);
@@ -482,8 +479,9 @@ BOOST_AUTO_TEST_CASE(command_line_errors_name_the_option) {
   BOOST_TEST(command_error({"--unix", "a", "-d", "1", "--mix", "/burn:50"}) ==
              "\"--mix\": expected K/N after the path, e.g. 1/50");
   for (const char* ratio : {"/b:0/5", "/b:6/5", "/b:x/5", "/b:1/", "/b:1/-5"}) {
-    BOOST_TEST(command_error({"--unix", "a", "-d", "1", "--mix", ratio}) ==
-               "\"--mix\": K/N must be integers with 1 <= K <= N", ratio);
+    BOOST_TEST(
+        command_error({"--unix", "a", "-d", "1", "--mix", ratio}) == "\"--mix\": K/N must be integers with 1 <= K <= N",
+        ratio);
   }
   BOOST_TEST(command_error({"--unix", "a", "-d", "1", "--timeout", "0"}) ==
              "\"--timeout\": must be a number of seconds in (0, 3600]");
@@ -596,8 +594,10 @@ BOOST_AUTO_TEST_CASE(engine_counts_each_kind_of_error) {
   using on_data = test_server::on_data;
   const auto expect_only = [](test_server::reply reply, bench_error kind, const char* timeout = "5",
                               on_data data = on_data::read) {
-    test_server server(AF_UNIX, [reply](std::string_view) { return reply; }, data);
-    const auto outcome = run(options_for({"--unix", server.path().c_str(), "-n", "4", "-c", "2", "--timeout", timeout}));
+    test_server server(
+        AF_UNIX, [reply](std::string_view) { return reply; }, data);
+    const auto outcome =
+        run(options_for({"--unix", server.path().c_str(), "-n", "4", "-c", "2", "--timeout", timeout}));
     BOOST_TEST(errors_of(outcome, kind) == 4u, prefork::to_string(kind) << ": " << prefork::bench_result_json(outcome));
     BOOST_TEST(outcome.total_errors() == 4u);
     BOOST_TEST(outcome.requests == 0u);

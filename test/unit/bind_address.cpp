@@ -32,8 +32,7 @@ BOOST_AUTO_TEST_CASE(unix_path_limits) {
   const std::string longest = "unix:/" + std::string(106, 'a');
   BOOST_TEST(error_of(longest) == "");
   const std::string too_long = longest + "a";
-  BOOST_TEST(error_of(too_long) ==
-             "\"" + too_long + "\": socket path is 108 bytes, the limit is 107");
+  BOOST_TEST(error_of(too_long) == "\"" + too_long + "\": socket path is 108 bytes, the limit is 107");
   BOOST_TEST(error_of(std::string_view("unix:a\0b", 8)).find("NUL byte") != std::string::npos);
 }
 
@@ -92,8 +91,7 @@ BOOST_AUTO_TEST_CASE(port_errors) {
   BOOST_TEST(error_of("127.0.0.1:+80") == "\"127.0.0.1:+80\": port must be 0..65535");
   BOOST_TEST(error_of("127.0.0.1:80x") == "\"127.0.0.1:80x\": port must be 0..65535");
   BOOST_TEST(error_of("localhost:http") == "\"localhost:http\": port must be 0..65535");
-  BOOST_TEST(error_of("127.0.0.1:99999999999999999999") ==
-             "\"127.0.0.1:99999999999999999999\": port must be 0..65535");
+  BOOST_TEST(error_of("127.0.0.1:99999999999999999999") == "\"127.0.0.1:99999999999999999999\": port must be 0..65535");
   BOOST_TEST(error_of("127.0.0.1:") == "\"127.0.0.1:\": port is missing");
   BOOST_TEST(error_of("[::1]:") == "\"[::1]:\": port is missing");
 }
@@ -118,8 +116,8 @@ BOOST_AUTO_TEST_CASE(unrecognised_forms) {
 }
 
 BOOST_AUTO_TEST_CASE(to_string_round_trips) {
-  for (const auto* text : {"unix:/tmp/x.sock", "unix:rel/x", "127.0.0.1:8000", "localhost:0",
-                           "[::1]:8000", "[2001:db8::5]:443", "fd://3"}) {
+  for (const auto* text : {"unix:/tmp/x.sock", "unix:rel/x", "127.0.0.1:8000", "localhost:0", "[::1]:8000",
+                           "[2001:db8::5]:443", "fd://3"}) {
     auto parsed = parse_bind_address(text);
     BOOST_TEST_REQUIRE(parsed.has_value(), text);
     BOOST_TEST(to_string(*parsed) == text);

@@ -10,8 +10,7 @@
 
 namespace {
 
-boost::system::result<prefork::command_line, prefork::config_error> parse(
-    std::vector<const char*> arguments) {
+boost::system::result<prefork::command_line, prefork::config_error> parse(std::vector<const char*> arguments) {
   arguments.insert(arguments.begin(), "preforkd");
   return prefork::parse_command_line(static_cast<int>(arguments.size()), arguments.data());
 }
@@ -74,12 +73,11 @@ BOOST_AUTO_TEST_CASE(no_arguments) {
 }
 
 BOOST_AUTO_TEST_CASE(every_option) {
-  const auto command = parse_ok({"-c", "conf/x.json", "-b", "unix:a.sock", "--bind", "127.0.0.1:0",
-                                 "-b[::1]:80", "--bind=fd://3", "-w", "4", "--app", "echo",
-                                 "--log-level", "debug", "--check-config", "--version", "--help"});
+  const auto command =
+      parse_ok({"-c", "conf/x.json", "-b", "unix:a.sock", "--bind", "127.0.0.1:0", "-b[::1]:80", "--bind=fd://3", "-w",
+                "4", "--app", "echo", "--log-level", "debug", "--check-config", "--version", "--help"});
   BOOST_TEST((command.config_file == std::optional<std::filesystem::path>("conf/x.json")));
-  BOOST_TEST((command.binds ==
-              std::vector<std::string>{"unix:a.sock", "127.0.0.1:0", "[::1]:80", "fd://3"}));
+  BOOST_TEST((command.binds == std::vector<std::string>{"unix:a.sock", "127.0.0.1:0", "[::1]:80", "fd://3"}));
   BOOST_TEST((command.workers == std::optional<std::string>("4")));
   BOOST_TEST((command.app == std::optional<std::string>("echo")));
   BOOST_TEST((command.log_level == std::optional<std::string>("debug")));
@@ -102,23 +100,19 @@ BOOST_AUTO_TEST_CASE(usage_errors) {
   BOOST_TEST(parse_error({"-x"}) == "unrecognised option '-x'");
   BOOST_TEST(parse_error({"--check"}) == "unrecognised option '--check'");  // no prefix guessing
   BOOST_TEST(parse_error({"-b"}) == "the required argument for option '--bind' is missing");
-  BOOST_TEST(parse_error({"--workers"}) ==
-             "the required argument for option '--workers' is missing");
-  BOOST_TEST(parse_error({"-c", "a.json", "-c", "b.json"}) ==
-             "option '--config' cannot be specified more than once");
-  BOOST_TEST(parse_error({"-w", "2", "--workers=3"}) ==
-             "option '--workers' cannot be specified more than once");
+  BOOST_TEST(parse_error({"--workers"}) == "the required argument for option '--workers' is missing");
+  BOOST_TEST(parse_error({"-c", "a.json", "-c", "b.json"}) == "option '--config' cannot be specified more than once");
+  BOOST_TEST(parse_error({"-w", "2", "--workers=3"}) == "option '--workers' cannot be specified more than once");
   BOOST_TEST(parse_error({"serve"}) == "unexpected argument 'serve'");
   BOOST_TEST(parse_error({"-w", "2", "--", "-x"}) == "unexpected argument '-x'");
-  BOOST_TEST(parse_error({"--version=1"}) ==
-             "option '--version' does not take any arguments");
+  BOOST_TEST(parse_error({"--version=1"}) == "option '--version' does not take any arguments");
 }
 
 BOOST_AUTO_TEST_CASE(usage_text_lists_every_option) {
   const auto text = prefork::usage_text("preforkd");
   BOOST_TEST(text.starts_with("Usage: preforkd [-c FILE] [-b BIND]... [-w N|auto]"));
-  for (const auto* option : {"--config", "--bind", "--workers", "--app", "--log-level",
-                             "--check-config", "--version", "--help", "Exit status"}) {
+  for (const auto* option : {"--config", "--bind", "--workers", "--app", "--log-level", "--check-config", "--version",
+                             "--help", "Exit status"}) {
     BOOST_TEST(text.find(option) != std::string::npos, option);
   }
   BOOST_TEST(prefork::usage_text("/usr/bin/x").starts_with("Usage: /usr/bin/x "));
@@ -141,8 +135,8 @@ BOOST_AUTO_TEST_CASE(command_line_overrides_the_file) {
   BOOST_TEST(file_only.app == "echo");
   BOOST_TEST((file_only.log.level == prefork::log_level::error));
 
-  const auto cfg = effective_ok(parse_ok({"-c", file.file.c_str(), "-b", "127.0.0.1:0", "-w", "5",
-                                          "--app", "testbed", "--log-level", "trace"}));
+  const auto cfg = effective_ok(
+      parse_ok({"-c", file.file.c_str(), "-b", "127.0.0.1:0", "-w", "5", "--app", "testbed", "--log-level", "trace"}));
   BOOST_TEST_REQUIRE(cfg.bind.size() == 1u);  // -b replaces the file's list
   BOOST_TEST(to_string(cfg.bind[0]) == "127.0.0.1:0");
   BOOST_TEST(!cfg.workers_auto);
@@ -160,19 +154,14 @@ BOOST_AUTO_TEST_CASE(command_line_overrides_the_file) {
 BOOST_AUTO_TEST_CASE(bad_values_name_the_option) {
   BOOST_TEST(effective_error(parse_ok({"-w", "lots"})) ==
              R"("--workers": expected an integer >= 1 or "auto", got "lots")");
-  BOOST_TEST(effective_error(parse_ok({"-w", "0"})) ==
-             R"("--workers": expected an integer >= 1 or "auto", got 0)");
-  BOOST_TEST(effective_error(parse_ok({"-w", "-2"})) ==
-             R"("--workers": expected an integer >= 1 or "auto", got -2)");
-  BOOST_TEST(effective_error(parse_ok({"-w", ""})) ==
-             R"("--workers": expected an integer >= 1 or "auto", got "")");
-  BOOST_TEST(effective_error(parse_ok({"-w", "2000"})) ==
-             R"("--workers": must be at most 1024, got 2000)");
+  BOOST_TEST(effective_error(parse_ok({"-w", "0"})) == R"("--workers": expected an integer >= 1 or "auto", got 0)");
+  BOOST_TEST(effective_error(parse_ok({"-w", "-2"})) == R"("--workers": expected an integer >= 1 or "auto", got -2)");
+  BOOST_TEST(effective_error(parse_ok({"-w", ""})) == R"("--workers": expected an integer >= 1 or "auto", got "")");
+  BOOST_TEST(effective_error(parse_ok({"-w", "2000"})) == R"("--workers": must be at most 1024, got 2000)");
   BOOST_TEST(effective_error(parse_ok({"--log-level", "loud"})) ==
              R"("--log-level": expected one of trace, debug, info, warning, error, fatal, )"
              R"(got "loud")");
-  BOOST_TEST(effective_error(parse_ok({"--app", ""})) ==
-             R"("--app": expected a non-empty string, got "")");
+  BOOST_TEST(effective_error(parse_ok({"--app", ""})) == R"("--app": expected a non-empty string, got "")");
   BOOST_TEST(effective_error(parse_ok({"-b", "unix:a", "-b", "127.0.0.1:99999"})) ==
              R"("--bind": "127.0.0.1:99999": port must be 0..65535)");
 }

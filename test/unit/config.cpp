@@ -201,8 +201,7 @@ BOOST_AUTO_TEST_CASE(accepted_forms) {
   BOOST_TEST(!parse_ok(R"({"metrics": null})").metrics);
   BOOST_TEST(parse_ok(R"({"socket_mode": "777"})").socket_mode_bits == 0777u);
   BOOST_TEST(parse_ok(R"({"socket_mode": "0"})").socket_mode_bits == 0u);
-  BOOST_TEST(parse_ok(R"({"max_requests": 9223372036854775807})").max_requests ==
-             9223372036854775807L);
+  BOOST_TEST(parse_ok(R"({"max_requests": 9223372036854775807})").max_requests == 9223372036854775807L);
   BOOST_TEST(parse_ok(R"({"workers": 2, "workers": 3})").workers == 3);  // last wins
 }
 
@@ -244,8 +243,7 @@ BOOST_AUTO_TEST_CASE(bind_errors) {
   BOOST_TEST(error_of(R"({"bind": {}})") == what + ", got an object");
   check_errors({
       {R"({"bind": ["unix:a", 5]})", R"("bind[1]": expected a bind address string, got 5)"},
-      {R"({"bind": ["unix:a", "127.0.0.1:99999"]})",
-       R"("bind[1]": "127.0.0.1:99999": port must be 0..65535)"},
+      {R"({"bind": ["unix:a", "127.0.0.1:99999"]})", R"("bind[1]": "127.0.0.1:99999": port must be 0..65535)"},
       {R"({"bind": "unix:"})", R"("bind": "unix:": socket path is empty)"},
   });
 }
@@ -260,25 +258,21 @@ BOOST_AUTO_TEST_CASE(workers_errors) {
       {R"({"workers": null})", R"("workers": expected an integer >= 1 or "auto", got null)"},
       {R"({"workers": "AUTO"})", R"("workers": expected an integer >= 1 or "auto", got "AUTO")"},
       {R"({"workers": 1025})", R"("workers": must be at most 1024, got 1025)"},
-      {R"({"workers": 18446744073709551615})",
-       R"("workers": must be at most 1024, got 18446744073709551615)"},
+      {R"({"workers": 18446744073709551615})", R"("workers": must be at most 1024, got 18446744073709551615)"},
   });
 }
 
 BOOST_AUTO_TEST_CASE(integer_errors) {
   check_errors({
       {R"({"worker_connections": 0})", R"("worker_connections": expected an integer >= 1, got 0)"},
-      {R"({"worker_connections": "9"})",
-       R"("worker_connections": expected an integer >= 1, got "9")"},
-      {R"({"worker_connections": 4294967296})",
-       R"("worker_connections": must be at most 2147483647, got 4294967296)"},
+      {R"({"worker_connections": "9"})", R"("worker_connections": expected an integer >= 1, got "9")"},
+      {R"({"worker_connections": 4294967296})", R"("worker_connections": must be at most 2147483647, got 4294967296)"},
       {R"({"backlog": 1.5})", R"("backlog": expected an integer >= 1, got 1.5)"},
       {R"({"backlog": []})", R"("backlog": expected an integer >= 1, got an empty array)"},
       {R"({"max_requests": -1})", R"("max_requests": expected an integer >= 0, got -1)"},
       {R"({"max_requests": 18446744073709551615})",
        R"("max_requests": must be at most 9223372036854775807, got 18446744073709551615)"},
-      {R"({"max_requests_jitter": false})",
-       R"("max_requests_jitter": expected an integer >= 0, got false)"},
+      {R"({"max_requests_jitter": false})", R"("max_requests_jitter": expected an integer >= 0, got false)"},
   });
 }
 
@@ -289,20 +283,16 @@ BOOST_AUTO_TEST_CASE(duration_errors) {
       {R"({"timeout": "30"})", R"("timeout": expected a number of seconds > 0, got "30")"},
       {R"({"timeout": 0.0001})", R"("timeout": must be at least 0.001 seconds, got 1e-04)"},
       {R"({"timeout": 1e10})", R"("timeout": must be at most 1e+09 seconds, got 1e+10)"},
-      {R"({"graceful_timeout": -0.5})",
-       R"("graceful_timeout": expected a number of seconds >= 0, got -0.5)"},
+      {R"({"graceful_timeout": -0.5})", R"("graceful_timeout": expected a number of seconds >= 0, got -0.5)"},
       {R"({"keepalive": null})", R"("keepalive": expected a number of seconds >= 0, got null)"},
-      {R"({"http": {"request_timeout": 0}})",
-       R"("http.request_timeout": expected a number of seconds > 0, got 0)"},
+      {R"({"http": {"request_timeout": 0}})", R"("http.request_timeout": expected a number of seconds > 0, got 0)"},
   });
 }
 
 BOOST_AUTO_TEST_CASE(choice_errors) {
   check_errors({
-      {R"({"dispatch": "random"})",
-       R"("dispatch": expected one of least-connections, round-robin, got "random")"},
-      {R"({"dispatch": 1})",
-       R"("dispatch": expected one of least-connections, round-robin, got 1)"},
+      {R"({"dispatch": "random"})", R"("dispatch": expected one of least-connections, round-robin, got "random")"},
+      {R"({"dispatch": 1})", R"("dispatch": expected one of least-connections, round-robin, got 1)"},
       {R"({"log": {"level": "loud"}})",
        R"("log.level": expected one of trace, debug, info, warning, error, fatal, got "loud")"},
       {R"({"log": {"format": "xml"}})", R"("log.format": expected one of text, json, got "xml")"},
@@ -312,12 +302,9 @@ BOOST_AUTO_TEST_CASE(choice_errors) {
 BOOST_AUTO_TEST_CASE(restart_errors) {
   check_errors({
       {R"({"restart": 5})", R"("restart": expected an object, got 5)"},
-      {R"({"restart": {"backoff_max_ms": -5}})",
-       R"("restart.backoff_max_ms": expected an integer >= 0, got -5)"},
-      {R"({"restart": {"min_uptime_ms": "1s"}})",
-       R"("restart.min_uptime_ms": expected an integer >= 0, got "1s")"},
-      {R"({"restart": {"backoff_initial_ms": 0}})",
-       R"("restart.backoff_initial_ms": expected an integer >= 1, got 0)"},
+      {R"({"restart": {"backoff_max_ms": -5}})", R"("restart.backoff_max_ms": expected an integer >= 0, got -5)"},
+      {R"({"restart": {"min_uptime_ms": "1s"}})", R"("restart.min_uptime_ms": expected an integer >= 0, got "1s")"},
+      {R"({"restart": {"backoff_initial_ms": 0}})", R"("restart.backoff_initial_ms": expected an integer >= 1, got 0)"},
       {R"({"restart": {"backoff_initial_ms": 200, "backoff_max_ms": 100}})",
        R"("restart.backoff_max_ms": must be >= restart.backoff_initial_ms (200), got 100)"},
       {R"({"restart": {"backoff_initial_ms": 50000}})",
@@ -353,10 +340,9 @@ BOOST_AUTO_TEST_CASE(string_errors) {
 
 BOOST_AUTO_TEST_CASE(socket_mode_errors) {
   const std::string what = R"(expected a string of octal digits such as "0660", got )";
-  for (const auto* bad : {"660", "\"\"", "\"0o660\"", "\"0999\"", "\"-660\"", "\"+660\"",
-                          "\"66 0\"", "\"99999999999999999999999\""}) {
-    BOOST_TEST(error_of(R"({"socket_mode": )" + std::string(bad) + "}") ==
-               "\"socket_mode\": " + what + bad);
+  for (const auto* bad :
+       {"660", "\"\"", "\"0o660\"", "\"0999\"", "\"-660\"", "\"+660\"", "\"66 0\"", "\"99999999999999999999999\""}) {
+    BOOST_TEST(error_of(R"({"socket_mode": )" + std::string(bad) + "}") == "\"socket_mode\": " + what + bad);
   }
   check_errors({
       {R"({"socket_mode": "01777"})", R"("socket_mode": must be at most "0777", got "01777")"},
@@ -368,32 +354,29 @@ BOOST_AUTO_TEST_CASE(socket_mode_errors) {
 BOOST_AUTO_TEST_CASE(http_errors) {
   check_errors({
       {R"({"http": "big"})", R"("http": expected an object, got "big")"},
-      {R"({"http": {"max_header_bytes": 255}})",
-       R"("http.max_header_bytes": expected an integer >= 256, got 255)"},
-      {R"({"http": {"max_body_bytes": -1}})",
-       R"("http.max_body_bytes": expected an integer >= 0, got -1)"},
+      {R"({"http": {"max_header_bytes": 255}})", R"("http.max_header_bytes": expected an integer >= 256, got 255)"},
+      {R"({"http": {"max_body_bytes": -1}})", R"("http.max_body_bytes": expected an integer >= 0, got -1)"},
   });
 }
 
 BOOST_AUTO_TEST_CASE(metrics_errors) {
   check_errors({
       {R"({"metrics": 9100})", R"("metrics": expected a bind address string, got 9100)"},
-      {R"({"metrics": "9100"})",
-       R"("metrics": "9100": expected unix:PATH, HOST:PORT, [V6]:PORT or fd://N)"},
+      {R"({"metrics": "9100"})", R"("metrics": "9100": expected unix:PATH, HOST:PORT, [V6]:PORT or fd://N)"},
   });
 }
 
 BOOST_AUTO_TEST_CASE(first_error_wins) {
   BOOST_TEST(error_of(R"({"workers": 0, "backlog": 0, "typo": 1})") ==
              R"("workers": expected an integer >= 1 or "auto", got 0)");
-  BOOST_TEST(error_of(R"({"restart": {"x": 1}, "backlog": 0})") ==
-             R"("backlog": expected an integer >= 1, got 0)");
+  BOOST_TEST(error_of(R"({"restart": {"x": 1}, "backlog": 0})") == R"("backlog": expected an integer >= 1, got 0)");
 }
 
 BOOST_AUTO_TEST_CASE(to_json_uses_file_syntax) {
   auto cfg = prefork::default_config();
   const auto expected = boost::json::parse(R"({
-    "bind": ["unix:run/preforkd.sock"], "workers": )" + std::to_string(cfg.workers) + R"(,
+    "bind": ["unix:run/preforkd.sock"], "workers": )" +
+                                           std::to_string(cfg.workers) + R"(,
     "worker_connections": 1000, "backlog": 1024, "timeout": 30, "graceful_timeout": 30,
     "max_requests": 0, "max_requests_jitter": 0, "keepalive": 5, "dispatch": "least-connections",
     "restart": {"min_uptime_ms": 1000, "backoff_initial_ms": 100, "backoff_max_ms": 30000},
@@ -415,8 +398,8 @@ BOOST_AUTO_TEST_CASE(to_json_uses_file_syntax) {
 }
 
 BOOST_AUTO_TEST_CASE(round_trip_through_json) {
-  for (const auto& original : {prefork::default_config(), parse_ok(everything_set),
-                               parse_ok(R"({"timeout": 1.234, "keepalive": 86400.001,
+  for (const auto& original :
+       {prefork::default_config(), parse_ok(everything_set), parse_ok(R"({"timeout": 1.234, "keepalive": 86400.001,
                                             "socket_mode": "00660", "workers": "auto"})")}) {
     const auto text = boost::json::serialize(prefork::to_json(original));
     BOOST_TEST_CONTEXT(text) {
@@ -455,13 +438,11 @@ BOOST_AUTO_TEST_CASE(load_config_file_errors) {
   temp_dir dir;
   auto missing = prefork::load_config_file(dir.path / "x.json");
   BOOST_TEST_REQUIRE(!missing.has_value());
-  BOOST_TEST(missing.error().message == "cannot read config file \"" +
-                                            (dir.path / "x.json").string() +
-                                            "\": No such file or directory");
+  BOOST_TEST(missing.error().message ==
+             "cannot read config file \"" + (dir.path / "x.json").string() + "\": No such file or directory");
   auto directory = prefork::load_config_file(dir.path);
   BOOST_TEST_REQUIRE(!directory.has_value());
-  BOOST_TEST(directory.error().message ==
-             "cannot read config file \"" + dir.path.string() + "\": Is a directory");
+  BOOST_TEST(directory.error().message == "cannot read config file \"" + dir.path.string() + "\": Is a directory");
   auto relative = prefork::load_config_file("x.json-that-does-not-exist");
   BOOST_TEST_REQUIRE(!relative.has_value());
   BOOST_TEST(relative.error().message ==

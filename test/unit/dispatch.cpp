@@ -14,13 +14,10 @@ constexpr worker_load ready(std::uint32_t open) { return {true, open}; }
 constexpr worker_load closed(std::uint32_t open = 0) { return {false, open}; }
 
 // The chosen index, or -1 for none (std::optional is not printable by Boost.Test).
-long index_of(std::optional<std::size_t> chosen) {
-  return chosen ? static_cast<long>(*chosen) : -1;
-}
+long index_of(std::optional<std::size_t> chosen) { return chosen ? static_cast<long>(*chosen) : -1; }
 
 // How many times each index is chosen over `picks` calls with a fixed set of workers.
-std::vector<int> histogram(prefork::dispatch_policy& policy, std::span<const worker_load> workers,
-                           int picks) {
+std::vector<int> histogram(prefork::dispatch_policy& policy, std::span<const worker_load> workers, int picks) {
   std::vector<int> counts(workers.size(), 0);
   for (int i = 0; i < picks; ++i) {
     const auto chosen = policy.pick(workers);
@@ -179,8 +176,7 @@ BOOST_AUTO_TEST_CASE(make_dispatch_policy_builds_each_kind) {
 }
 
 BOOST_AUTO_TEST_CASE(make_dispatch_policy_rejects_unknown_kind) {
-  BOOST_CHECK_THROW(prefork::make_dispatch_policy(static_cast<prefork::dispatch_kind>(42)),
-                    std::invalid_argument);
+  BOOST_CHECK_THROW(prefork::make_dispatch_policy(static_cast<prefork::dispatch_kind>(42)), std::invalid_argument);
 }
 
 BOOST_AUTO_TEST_CASE(user_policy_plugs_in) {

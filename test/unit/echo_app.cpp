@@ -54,9 +54,8 @@ struct log_capture {
     BOOST_REQUIRE(::mkdtemp(pattern.data()) != nullptr);
     dir = pattern;
     file = dir / "log.txt";
-    BOOST_REQUIRE(!prefork::init_logging(prefork::log_config{.level = prefork::log_level::debug,
-                                                             .file = file.string(),
-                                                             .format = prefork::log_format::text}));
+    BOOST_REQUIRE(!prefork::init_logging(prefork::log_config{
+        .level = prefork::log_level::debug, .file = file.string(), .format = prefork::log_format::text}));
   }
   ~log_capture() {
     prefork::init_logging(prefork::log_config{});

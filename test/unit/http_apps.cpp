@@ -18,6 +18,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstddef>
+#include <cstdio>
 #include <exception>
 #include <functional>
 #include <optional>
@@ -38,10 +39,10 @@ using clock_type = std::chrono::steady_clock;
 // Client side: raw bytes in, responses out.
 
 struct step {
-  std::string send;                  // written as one async_write (may be empty)
-  int responses = 1;                 // complete responses to read afterwards
-  bool head = false;                 // the responses answer HEAD: no body follows
-  std::function<void()> before = {}; // runs before sending (e.g. begin_drain)
+  std::string send;                    // written as one async_write (may be empty)
+  int responses = 1;                   // complete responses to read afterwards
+  bool head = false;                   // the responses answer HEAD: no body follows
+  std::function<void()> before = {};   // runs before sending (e.g. begin_drain)
   std::chrono::milliseconds pause{0};  // waits before sending
 };
 
@@ -160,11 +161,10 @@ struct harness {
     const asio::generic::stream_protocol unix_stream(AF_UNIX, SOCK_STREAM);
     socket_type server(io, unix_stream, fds[0]);
     client.assign(unix_stream, fds[1]);
-    asio::co_spawn(io, handler(prefork::connection(std::move(server), 0, *worker)),
-                   [this](std::exception_ptr e) {
-                     server_done = true;
-                     server_error = e;
-                   });
+    asio::co_spawn(io, handler(prefork::connection(std::move(server), 0, *worker)), [this](std::exception_ptr e) {
+      server_done = true;
+      server_error = e;
+    });
   }
 
   void start_hello() { start(prefork::make_hello_app().serve); }
@@ -290,10 +290,9 @@ BOOST_AUTO_TEST_CASE(head_root_has_the_headers_without_body) {
 BOOST_AUTO_TEST_CASE(healthz_and_query_strings) {
   harness h;
   h.start_hello();
-  const transcript t = h.run({{"GET /healthz HTTP/1.1\r\n\r\n"},
-                              {"GET /healthz?probe=1 HTTP/1.1\r\n\r\n"},
-                              {"GET /?a=b HTTP/1.1\r\n\r\n"}},
-                             ending::close_client);
+  const transcript t = h.run(
+      {{"GET /healthz HTTP/1.1\r\n\r\n"}, {"GET /healthz?probe=1 HTTP/1.1\r\n\r\n"}, {"GET /?a=b HTTP/1.1\r\n\r\n"}},
+      ending::close_client);
   BOOST_REQUIRE_EQUAL(t.responses.size(), 3u);
   BOOST_TEST(status_line(t.responses[0]) == "HTTP/1.1 200 OK");
   BOOST_TEST(body_of(t.responses[0]) == "ok\n");
@@ -342,9 +341,9 @@ BOOST_AUTO_TEST_CASE(other_methods_are_405_with_allow) {
 
 BOOST_AUTO_TEST_CASE(malformed_requests_are_400_and_close) {
   for (const std::string& request : {std::string("GARBAGE\r\n\r\n"), std::string("GET / HTTP/2.0\r\n\r\n"),
-                                    std::string("GET / HTTP/1.1\r\nNo colon here\r\n\r\n"),
-                                    std::string("GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
-                                    std::string("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")}) {
+                                     std::string("GET / HTTP/1.1\r\nNo colon here\r\n\r\n"),
+                                     std::string("GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+                                     std::string("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")}) {
     BOOST_TEST_CONTEXT("request: " << request) {
       harness h;
       h.start_hello();
@@ -419,10 +418,31 @@ BOOST_AUTO_TEST_CASE(header_trickled_field_by_field_is_431_at_the_limit) {
   BOOST_TEST(status_line(t.responses[0]) == "HTTP/1.1 431 Request Header Fields Too Large");
 }
 
+BOOST_AUTO_TEST_CASE(body_buffered_with_the_header_is_read_without_waiting) {
+  // Header and chunked body arrive together; the header's budget (max_header_bytes, 1024)
+  // ends inside the second chunk's size line. The rest is already buffered: the request is
+  // answered at once, not after request_timeout.
+  harness h;
+  h.start_hello();
+  const std::string head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::size_t first_chunk = 1022 - head.size() - 5 - 2;  // "XXX\r\n" + data + "\r\n"
+  char size_line[16];
+  std::snprintf(size_line, sizeof size_line, "%03zx\r\n", first_chunk);
+  const std::string request =
+      head + size_line + std::string(first_chunk, 'b') + "\r\n" + "10\r\n" + std::string(16, 'c') + "\r\n0\r\n\r\n";
+  BOOST_REQUIRE_EQUAL(request.find("10\r\n" + std::string(16, 'c')), 1022u);
+  const auto started = clock_type::now();
+  const transcript t = h.run({{request}}, ending::close_client);
+  BOOST_REQUIRE_EQUAL(t.responses.size(), 1u);
+  BOOST_TEST(status_line(t.responses[0]) == "HTTP/1.1 405 Method Not Allowed");
+  BOOST_TEST(millis(clock_type::now() - started) < 1000);
+}
+
 BOOST_AUTO_TEST_CASE(transfer_encoding_not_ending_in_chunked_is_400) {
-  for (const std::string& request : {std::string("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
-                                    std::string("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
-                                    std::string("GET / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\nGET / HTTP/1.1\r\n\r\n")}) {
+  for (const std::string& request :
+       {std::string("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+        std::string("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+        std::string("GET / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\nGET / HTTP/1.1\r\n\r\n")}) {
     BOOST_TEST_CONTEXT("request: " << request) {
       harness h;
       h.start_hello();
@@ -688,9 +708,9 @@ BOOST_AUTO_TEST_CASE(request_answered_while_draining_carries_connection_close) {
 BOOST_AUTO_TEST_CASE(expect_100_continue_gets_an_interim_response) {
   harness h;
   h.start_hello();
-  const transcript t = h.run({{"POST /healthz HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"},
-                              {"hello"}},
-                             ending::close_client);
+  const transcript t =
+      h.run({{"POST /healthz HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"}, {"hello"}},
+            ending::close_client);
   BOOST_REQUIRE_EQUAL(t.responses.size(), 2u);
   BOOST_TEST(t.responses[0] == "HTTP/1.1 100 Continue\r\n\r\n");
   BOOST_TEST(status_line(t.responses[1]) == "HTTP/1.1 405 Method Not Allowed");

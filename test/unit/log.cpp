@@ -228,14 +228,20 @@ BOOST_FIXTURE_TEST_CASE(level_filter_drops_lower_levels, log_fixture) {
 BOOST_FIXTURE_TEST_CASE(json_escapes_quotes_newlines_and_bad_utf8, log_fixture) {
   auto file = init_file(log_format::json);
   const std::string tricky = "say \"hi\"\nnext\tline\\ \x01 caf\xc3\xa9";
-  prefork::log_info(tricky, {{"value", tricky}, {"bad", "a\xff" "b\xc3"}, {"key \"q\"", 1}});
+  prefork::log_info(tricky, {{"value", tricky},
+                             {"bad",
+                              "a\xff"
+                              "b\xc3"},
+                             {"key \"q\"", 1}});
 
   auto lines = read_lines(file);
   BOOST_REQUIRE_EQUAL(lines.size(), 1u);
   auto line = parse_line(lines[0]);
   BOOST_TEST(line.at("msg").as_string() == tricky);
   BOOST_TEST(line.at("value").as_string() == tricky);
-  BOOST_TEST(line.at("bad").as_string() == "a\xef\xbf\xbd" "b\xef\xbf\xbd");
+  BOOST_TEST(line.at("bad").as_string() ==
+             "a\xef\xbf\xbd"
+             "b\xef\xbf\xbd");
   BOOST_TEST(line.at("key \"q\"").as_int64() == 1);
 }
 
@@ -295,7 +301,8 @@ BOOST_FIXTURE_TEST_CASE(reopen_failure_keeps_the_old_file, log_fixture) {
   fs::path sub = dir / "sub";
   fs::create_directory(sub);
   fs::path file = sub / "test.log";
-  BOOST_REQUIRE(!prefork::init_logging(log_config{.level = log_level::info, .file = file.string(), .format = log_format::json}));
+  BOOST_REQUIRE(
+      !prefork::init_logging(log_config{.level = log_level::info, .file = file.string(), .format = log_format::json}));
   prefork::log_info("before");
   fs::path kept = dir / "kept.log";
   fs::rename(file, kept);

@@ -75,14 +75,28 @@ int open_test_listener(const std::string& path) {
 class fake_target final : public control_target {
  public:
   const json::object workers_counts_ready{{"desired", 2}, {"ready", 2}, {"starting", 0}, {"draining", 0}};
-  const json::array workers_value{
-      json::object{{"id", 1}, {"pid", 1001}, {"generation", 1}, {"state", "ready"}, {"active", 0}, {"served", 5},
-                   {"started_at", "2026-01-01T00:00:00Z"}, {"last_heartbeat_ms", 120}, {"rss_bytes", 5242880}},
-      json::object{{"id", 12}, {"pid", 100200}, {"generation", 3}, {"state", "draining"}, {"active", 13},
-                   {"served", 1700}, {"started_at", "2026-01-01T00:00:01Z"}, {"last_heartbeat_ms", 1500},
-                   {"rss_bytes", 734003200}}};
+  const json::array workers_value{json::object{{"id", 1},
+                                               {"pid", 1001},
+                                               {"generation", 1},
+                                               {"state", "ready"},
+                                               {"active", 0},
+                                               {"served", 5},
+                                               {"started_at", "2026-01-01T00:00:00Z"},
+                                               {"last_heartbeat_ms", 120},
+                                               {"rss_bytes", 5242880}},
+                                  json::object{{"id", 12},
+                                               {"pid", 100200},
+                                               {"generation", 3},
+                                               {"state", "draining"},
+                                               {"active", 13},
+                                               {"served", 1700},
+                                               {"started_at", "2026-01-01T00:00:01Z"},
+                                               {"last_heartbeat_ms", 1500},
+                                               {"rss_bytes", 734003200}}};
   const json::object stats_value{{"accepted", 10}, {"dispatched", 10}, {"lost", 0}, {"requests", 22}};
-  const json::object config_value{{"workers", 2}, {"control", "ctl.sock"}, {"bind", json::array{"unix:app.sock"}},
+  const json::object config_value{{"workers", 2},
+                                  {"control", "ctl.sock"},
+                                  {"bind", json::array{"unix:app.sock"}},
                                   {"log", {{"level", "info"}, {"format", "text"}}}};
 
   std::vector<std::string> calls() const {
@@ -108,17 +122,16 @@ class fake_target final : public control_target {
       counts["ready"] = 1;
       counts["starting"] = 1;
     }
-    return json::object{{"pid", 1234},
-                        {"version", "0.1.0"},
-                        {"uptime_s", 12.5},
-                        {"generation", generation_},
-                        {"state", "running"},
-                        {"workers", counts},
-                        {"listeners", json::array{json::object{{"bind", "unix:app.sock"},
-                                                                {"address", "unix:/tmp/app.sock"}},
-                                                  json::object{{"bind", "127.0.0.1:0"},
-                                                               {"address", "127.0.0.1:43123"}}}},
-                        {"dispatch", "least-connections"}};
+    return json::object{
+        {"pid", 1234},
+        {"version", "0.1.0"},
+        {"uptime_s", 12.5},
+        {"generation", generation_},
+        {"state", "running"},
+        {"workers", counts},
+        {"listeners", json::array{json::object{{"bind", "unix:app.sock"}, {"address", "unix:/tmp/app.sock"}},
+                                  json::object{{"bind", "127.0.0.1:0"}, {"address", "127.0.0.1:43123"}}}},
+        {"dispatch", "least-connections"}};
   }
   json::array workers() override {
     record("workers");
@@ -287,9 +300,7 @@ void read_request(int fd) {
 }
 
 // MSG_NOSIGNAL: the client may be gone already (no SIGPIPE for the test process).
-void write_text(int fd, std::string_view text) {
-  (void)!::send(fd, text.data(), text.size(), MSG_NOSIGNAL);
-}
+void write_text(int fd, std::string_view text) { (void)!::send(fd, text.data(), text.size(), MSG_NOSIGNAL); }
 
 // Restores the working directory at the end of a test.
 struct cwd_guard {
@@ -302,8 +313,8 @@ struct cwd_guard {
 BOOST_AUTO_TEST_SUITE(preforkctl)
 
 BOOST_AUTO_TEST_CASE(help) {
-  for (auto args : {std::vector<std::string>{"--help"}, std::vector<std::string>{"-h"},
-                    std::vector<std::string>{"help"}}) {
+  for (auto args :
+       {std::vector<std::string>{"--help"}, std::vector<std::string>{"-h"}, std::vector<std::string>{"help"}}) {
     auto result = ctl(args);
     BOOST_TEST(result.code == 0);
     BOOST_TEST(result.err.empty());
@@ -433,11 +444,11 @@ BOOST_AUTO_TEST_CASE(workers_table) {
   BOOST_TEST(result.code == 0, result.err);
   auto lines = lines_of(result.out);
   BOOST_REQUIRE_EQUAL(lines.size(), 3u);
-  BOOST_TEST(words_of(lines[0]) ==
-                 (std::vector<std::string>{"ID", "PID", "GEN", "STATE", "ACTIVE", "SERVED", "STARTED", "HEARTBEAT", "RSS"}),
+  BOOST_TEST(words_of(lines[0]) == (std::vector<std::string>{"ID", "PID", "GEN", "STATE", "ACTIVE", "SERVED", "STARTED",
+                                                             "HEARTBEAT", "RSS"}),
              boost::test_tools::per_element());
-  BOOST_TEST(words_of(lines[1]) == (std::vector<std::string>{"1", "1001", "1", "ready", "0", "5", "2026-01-01T00:00:00Z",
-                                                             "120ms", "5.0M"}),
+  BOOST_TEST(words_of(lines[1]) == (std::vector<std::string>{"1", "1001", "1", "ready", "0", "5",
+                                                             "2026-01-01T00:00:00Z", "120ms", "5.0M"}),
              boost::test_tools::per_element());
   BOOST_TEST(words_of(lines[2]) == (std::vector<std::string>{"12", "100200", "3", "draining", "13", "1700",
                                                              "2026-01-01T00:00:01Z", "1.5s", "700M"}),
@@ -519,9 +530,8 @@ BOOST_AUTO_TEST_CASE(kill_worker) {
   BOOST_TEST(result.code == 1);
   BOOST_TEST(result.out.empty());
   BOOST_TEST(result.err == "preforkctl: not_found: no worker 9\n");
-  BOOST_TEST(server.target.calls() ==
-             (std::vector<std::string>{"kill_worker 1 TERM", "kill_worker 12 KILL", "kill_worker 1 KILL",
-                                       "kill_worker 9 TERM"}));
+  BOOST_TEST(server.target.calls() == (std::vector<std::string>{"kill_worker 1 TERM", "kill_worker 12 KILL",
+                                                                "kill_worker 1 KILL", "kill_worker 9 TERM"}));
 }
 
 BOOST_AUTO_TEST_CASE(pause_and_resume_worker) {
@@ -626,24 +636,28 @@ BOOST_AUTO_TEST_CASE(wait_ready_times_out) {
   auto waited = steady::now() - started;
   BOOST_TEST(result.code == 1);
   BOOST_TEST(result.out.empty());
-  BOOST_TEST(result.err.find("wait-ready: timed out after 0.3 s waiting for workers to be ready (1 of 2 ready, 1 starting)") !=
-                 std::string::npos,
-             result.err);
+  BOOST_TEST(
+      result.err.find("wait-ready: timed out after 0.3 s waiting for workers to be ready (1 of 2 ready, 1 starting)") !=
+          std::string::npos,
+      result.err);
   BOOST_TEST((waited >= 300ms));
   BOOST_TEST((waited < 2s));
 
   temp_dir dir;
   result = ctl({"-s", dir / "never.sock", "wait-ready", "--timeout", "0.2"});
   BOOST_TEST(result.code == 1);
-  BOOST_TEST(result.err.find("waiting for the control socket " + (dir / "never.sock")) != std::string::npos, result.err);
+  BOOST_TEST(result.err.find("waiting for the control socket " + (dir / "never.sock")) != std::string::npos,
+             result.err);
 }
 
 BOOST_AUTO_TEST_CASE(forbidden_exits_3) {
   temp_dir dir;
   const std::string path = dir / "ctl.sock";
   raw_server server(path, [](int fd) {
-    write_text(fd, R"({"ok":false,"error":{"code":"forbidden","message":"only the master's user or root may use the control socket"}})"
-                   "\n");
+    write_text(
+        fd,
+        R"({"ok":false,"error":{"code":"forbidden","message":"only the master's user or root may use the control socket"}})"
+        "\n");
   });
   auto result = ctl({"-s", path, "ping"});
   BOOST_TEST(result.code == 3);

@@ -195,9 +195,8 @@ BOOST_AUTO_TEST_CASE(worker_start_logs_the_production_warning_once) {
   BOOST_REQUIRE(::mkdtemp(pattern.data()) != nullptr);
   const fs::path dir = pattern;
   const fs::path file = dir / "log.txt";
-  BOOST_REQUIRE(!prefork::init_logging(prefork::log_config{.level = prefork::log_level::info,
-                                                           .file = file.string(),
-                                                           .format = prefork::log_format::text}));
+  BOOST_REQUIRE(!prefork::init_logging(prefork::log_config{
+      .level = prefork::log_level::info, .file = file.string(), .format = prefork::log_format::text}));
   asio::io_context io;
   const prefork::config cfg;
   prefork::worker_context worker(io.get_executor(), cfg, 1, 1);
@@ -370,7 +369,8 @@ BOOST_AUTO_TEST_CASE(the_largest_ms_is_accepted) {
 BOOST_AUTO_TEST_CASE(post_echo_sends_the_body_back) {
   harness h;
   const std::string body = "binary\0\x01\xff body"s;
-  const std::string r = h.ask("POST /echo HTTP/1.1\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  const std::string r =
+      h.ask("POST /echo HTTP/1.1\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
   BOOST_TEST(status_line(r) == "HTTP/1.1 200 OK");
   BOOST_TEST(has_line(r, "Content-Type: application/octet-stream"));
   BOOST_TEST(body_of(r) == body);

@@ -1,8 +1,8 @@
 // worker_context's drain policies, through connection::wait_for_request on real
 // socketpairs: close wakes idle connections, hand_back releases their descriptors to the
 // runtime, serve_last leaves them waiting for one last request.
-#include "prefork/connection.hpp"
 #include "prefork/worker_context.hpp"
+#include "prefork/connection.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -34,7 +34,7 @@ struct fixture {
     int fds[2];
     BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
     client = fds[0];
-    struct stat st{};
+    struct stat st {};
     ::fstat(fds[1], &st);
     server_inode = st.st_ino;
     prefork::socket_type socket(io, asio::generic::stream_protocol(AF_UNIX, 0), fds[1]);
@@ -77,7 +77,7 @@ BOOST_FIXTURE_TEST_CASE(hand_back_releases_the_descriptor_with_its_listener, fix
   BOOST_TEST((*result == wait_result::drained));
   BOOST_REQUIRE(handed >= 0);
   BOOST_TEST(listener == 7u);
-  struct stat st{};
+  struct stat st {};
   BOOST_REQUIRE(::fstat(handed, &st) == 0);  // still open: the handler did not close it
   BOOST_TEST(st.st_ino == server_inode);
   // The client's bytes are still there for whoever serves it next.
@@ -107,12 +107,11 @@ BOOST_FIXTURE_TEST_CASE(a_wait_that_starts_during_a_close_drain_ends_at_once, fi
 BOOST_FIXTURE_TEST_CASE(a_connection_idle_only_after_a_hand_back_drain_goes_back_too, fixture) {
   // The drain began while this connection was busy (its wait had not started yet).
   int handed = -1;
-  worker.begin_drain(prefork::worker_context::idle_policy::hand_back,
-                     [&](int fd, std::uint32_t) { handed = fd; });
+  worker.begin_drain(prefork::worker_context::idle_policy::hand_back, [&](int fd, std::uint32_t) { handed = fd; });
   run_until_done();
   BOOST_TEST((*result == wait_result::drained));
   BOOST_REQUIRE(handed >= 0);
-  struct stat st{};
+  struct stat st {};
   BOOST_REQUIRE(::fstat(handed, &st) == 0);
   BOOST_TEST(st.st_ino == server_inode);
   ::close(handed);

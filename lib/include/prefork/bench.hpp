@@ -26,8 +26,7 @@ class latency_histogram {
   static constexpr std::size_t linear_buckets = 256;
   static constexpr std::size_t buckets_per_octave = 128;
   static constexpr unsigned highest_octave = 39;  // [2^39, 2^40) is the last octave
-  static constexpr std::size_t bucket_count =
-      linear_buckets + (highest_octave - 7) * buckets_per_octave;
+  static constexpr std::size_t bucket_count = linear_buckets + (highest_octave - 7) * buckets_per_octave;
 
   latency_histogram();
 
@@ -99,9 +98,23 @@ class http_response_scanner {
 
  private:
   enum class phase {
-    status_line, header_name, header_value, header_line_end, body_length, body_until_close,
-    chunk_size, chunk_extension, chunk_size_end, chunk_data, chunk_data_cr, chunk_data_lf,
-    trailer_line_start, trailer_line, trailer_end, done, failed
+    status_line,
+    header_name,
+    header_value,
+    header_line_end,
+    body_length,
+    body_until_close,
+    chunk_size,
+    chunk_extension,
+    chunk_size_end,
+    chunk_data,
+    chunk_data_cr,
+    chunk_data_lf,
+    trailer_line_start,
+    trailer_line,
+    trailer_end,
+    done,
+    failed
   };
   enum class header { other, content_length, connection, transfer_encoding };
   enum class body_framing { none, length, chunked, until_close };
@@ -167,8 +180,8 @@ struct bench_options {
   std::string unix_path;  // --unix PATH
   std::string tcp_host;   // --tcp HOST:PORT (numeric or resolvable host)
   std::uint16_t tcp_port = 0;
-  int connections = 64;                 // -c
-  std::optional<double> duration_s;     // -d; with -n, whichever ends first
+  int connections = 64;                   // -c
+  std::optional<double> duration_s;       // -d; with -n, whichever ends first
   std::optional<std::uint64_t> requests;  // -n: requests started, over all threads
   bench_mode mode = bench_mode::keep_alive;
   std::string path = "/";  // --path: the fast requests
@@ -188,8 +201,7 @@ struct bench_command {
 /// Parses `prefork-bench` arguments (argv[0] is the program name). Errors (exit 2) name the
 /// option and why: no target or two, neither -d nor -n, a count < 1, a bad --mix, an
 /// unknown option.
-boost::system::result<bench_command, config_error> parse_bench_command_line(
-    int argc, const char* const* argv);
+boost::system::result<bench_command, config_error> parse_bench_command_line(int argc, const char* const* argv);
 
 /// The help text of prefork-bench.
 std::string bench_usage_text(std::string_view program_name);

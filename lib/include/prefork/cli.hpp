@@ -32,8 +32,7 @@ struct command_line {
 /// Parses argv (argv[0] is the program name). An unknown option, a missing value, an option
 /// given twice that takes one value, or a positional argument is an error whose message names
 /// it; the caller prints it and exits 2.
-boost::system::result<command_line, config_error> parse_command_line(int argc,
-                                                                     const char* const* argv);
+boost::system::result<command_line, config_error> parse_command_line(int argc, const char* const* argv);
 
 /// The help text: a usage line with `program_name`, then every option.
 std::string usage_text(std::string_view program_name);

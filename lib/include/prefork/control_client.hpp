@@ -28,14 +28,13 @@ enum class control_failure {
 
 struct control_client_error {
   control_failure failure = control_failure::disconnected;
-  std::string code;                     // remote: the master's error code (not_found, forbidden, ...)
-  std::string message;                  // for people; remote: the master's message
-  boost::system::error_code system;     // unreachable / disconnected: the system error, if any
+  std::string code;                  // remote: the master's error code (not_found, forbidden, ...)
+  std::string message;               // for people; remote: the master's message
+  boost::system::error_code system;  // unreachable / disconnected: the system error, if any
 };
 
 /// Lets result<T, control_client_error>::value() throw std::runtime_error(message).
-[[noreturn]] void throw_exception_from_error(const control_client_error& error,
-                                             const boost::source_location& location);
+[[noreturn]] void throw_exception_from_error(const control_client_error& error, const boost::source_location& location);
 
 /// One connection to a control socket. Not thread-safe; blocking calls, each bounded by its
 /// timeout. After a timeout or a transport failure the connection is closed (a late reply
@@ -83,7 +82,8 @@ class control_client {
 boost::system::result<boost::json::value, control_client_error> parse_control_reply(std::string_view line);
 
 /// Connects, calls once and closes: the timeout covers the whole exchange.
-boost::system::result<boost::json::value, control_client_error> control_call(
-    const std::filesystem::path& socket_path, const boost::json::object& request, std::chrono::milliseconds timeout);
+boost::system::result<boost::json::value, control_client_error> control_call(const std::filesystem::path& socket_path,
+                                                                             const boost::json::object& request,
+                                                                             std::chrono::milliseconds timeout);
 
 }  // namespace prefork

@@ -23,9 +23,7 @@ enum class errc {
 
 const boost::system::error_category& prefork_category() noexcept;
 
-inline boost::system::error_code make_error_code(errc e) noexcept {
-  return {static_cast<int>(e), prefork_category()};
-}
+inline boost::system::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), prefork_category()}; }
 
 /// preforkd's exit status for a fatal error: 2 usage/config, 3 bind/listen, else 1.
 int exit_status_for(const boost::system::error_code& ec) noexcept;
@@ -36,8 +34,7 @@ struct config_error {
 };
 
 /// Lets boost::system::result<T, config_error>::value() throw std::runtime_error(message).
-[[noreturn]] void throw_exception_from_error(const config_error& error,
-                                             const boost::source_location& location);
+[[noreturn]] void throw_exception_from_error(const config_error& error, const boost::source_location& location);
 
 }  // namespace prefork
 

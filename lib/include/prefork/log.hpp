@@ -37,14 +37,15 @@ struct log_field {
   log_field(std::string_view k, bool v) noexcept : key(k), value(v) {}
   log_field(std::string_view k, char v) = delete;  // would silently become a bool
   template <typename T>
-    requires std::signed_integral<T> && (!std::same_as<T, char>)
-  log_field(std::string_view k, T v) noexcept : key(k), value(static_cast<std::int64_t>(v)) {}
+  requires std::signed_integral<T> &&(!std::same_as<T, char>)log_field(std::string_view k, T v) noexcept
+      : key(k), value(static_cast<std::int64_t>(v)) {}
   template <typename T>
-    requires std::unsigned_integral<T> && (!std::same_as<T, bool>) && (!std::same_as<T, char>)
-  log_field(std::string_view k, T v) noexcept : key(k), value(static_cast<std::uint64_t>(v)) {}
+  requires std::unsigned_integral<T> &&
+      (!std::same_as<T, bool>)&&(!std::same_as<T, char>)log_field(std::string_view k, T v) noexcept
+      : key(k), value(static_cast<std::uint64_t>(v)) {}
   template <typename T>
-    requires std::floating_point<T>
-  log_field(std::string_view k, T v) noexcept : key(k), value(static_cast<double>(v)) {}
+  requires std::floating_point<T> log_field(std::string_view k, T v)
+  noexcept : key(k), value(static_cast<double>(v)) {}
 };
 
 /// Line layouts (one line per call, control characters escaped):

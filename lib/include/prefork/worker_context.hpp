@@ -19,8 +19,7 @@ class connection;
 /// Owned by the worker's runtime; outlives every connection it serves.
 class worker_context {
  public:
-  worker_context(boost::asio::any_io_executor executor, const config& cfg, int id,
-                 std::uint64_t generation);
+  worker_context(boost::asio::any_io_executor executor, const config& cfg, int id, std::uint64_t generation);
   worker_context(const worker_context&) = delete;
   worker_context& operator=(const worker_context&) = delete;
 
@@ -36,10 +35,10 @@ class worker_context {
 
   /// What a drain does with connections idle between requests.
   enum class idle_policy {
-    close,      // end them (the master is stopping)
-    hand_back,  // give their descriptors back to the master, for another worker (reload)
-    serve_last, // leave them: the next request on each is answered with `Connection: close`
-                // (an upgrade: the old master cannot hand them to its successor)
+    close,       // end them (the master is stopping)
+    hand_back,   // give their descriptors back to the master, for another worker (reload)
+    serve_last,  // leave them: the next request on each is answered with `Connection: close`
+                 // (an upgrade: the old master cannot hand them to its successor)
   };
 
   /// Takes an idle connection's descriptor (and the index of its listener) off a
@@ -66,8 +65,7 @@ class worker_context {
 
  private:
   friend class connection;
-  using idle_hook = boost::intrusive::list_member_hook<
-      boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+  using idle_hook = boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
   boost::asio::any_io_executor executor_;
   const config& config_;
@@ -85,10 +83,9 @@ class worker_context {
     idle_hook hook;
     connection* owner = nullptr;
   };
-  using idle_list = boost::intrusive::list<
-      idle_entry,
-      boost::intrusive::member_hook<idle_entry, idle_hook, &idle_entry::hook>,
-      boost::intrusive::constant_time_size<false>>;
+  using idle_list =
+      boost::intrusive::list<idle_entry, boost::intrusive::member_hook<idle_entry, idle_hook, &idle_entry::hook>,
+                             boost::intrusive::constant_time_size<false>>;
 
  private:
   idle_list idle_;

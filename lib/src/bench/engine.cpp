@@ -83,18 +83,24 @@ class deadline_list {
     hook.owner = this;
     hook.previous = tail_;
     hook.next = nullptr;
-    if (tail_ != nullptr) (tail_->*hook_).next = &slot;
-    else head_ = &slot;
+    if (tail_ != nullptr)
+      (tail_->*hook_).next = &slot;
+    else
+      head_ = &slot;
     tail_ = &slot;
   }
 
   void remove(connection_slot& slot) noexcept {
     auto& hook = slot.*hook_;
     if (hook.owner != this) return;
-    if (hook.previous != nullptr) (hook.previous->*hook_).next = hook.next;
-    else head_ = hook.next;
-    if (hook.next != nullptr) (hook.next->*hook_).previous = hook.previous;
-    else tail_ = hook.previous;
+    if (hook.previous != nullptr)
+      (hook.previous->*hook_).next = hook.next;
+    else
+      head_ = hook.next;
+    if (hook.next != nullptr)
+      (hook.next->*hook_).previous = hook.previous;
+    else
+      tail_ = hook.previous;
     hook = {};
   }
 
@@ -224,9 +230,7 @@ class load_thread {
   const bench_result& result() const noexcept { return result_; }
 
  private:
-  bool may_start_request() const noexcept {
-    return !(quota_ && issued_ >= *quota_);
-  }
+  bool may_start_request() const noexcept { return !(quota_ && issued_ >= *quota_); }
 
   void start_request(connection_slot& slot) {
     if (!may_start_request()) {
@@ -394,8 +398,8 @@ class load_thread {
     if (slot.scanner.status_code() != options_.expected_status) {
       ++result_.errors[static_cast<std::size_t>(bench_error::bad_status)];
     } else {
-      const auto nanoseconds = static_cast<std::uint64_t>(std::max<std::int64_t>(
-          0, std::chrono::duration_cast<std::chrono::nanoseconds>(latency).count()));
+      const auto nanoseconds = static_cast<std::uint64_t>(
+          std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(latency).count()));
       ++result_.requests;
       result_.latency.record(nanoseconds);
       if (slot.slow) {
@@ -428,8 +432,8 @@ class load_thread {
     slot.phase = slot_phase::paused;
     slot.resume_with = then;
     const bool retry = then == after_pause::retry_connect;
-    slot.resume_at = clock_type::now() + (retry ? clock_type::duration(backlog_full_pause)
-                                                : clock_type::duration(refused_pause));
+    slot.resume_at =
+        clock_type::now() + (retry ? clock_type::duration(backlog_full_pause) : clock_type::duration(refused_pause));
     (retry ? short_pauses_ : long_pauses_).push_back(slot);
   }
 
@@ -513,10 +517,9 @@ boost::system::result<bench_result, std::string> run_bench(const bench_options& 
   }
 
   const auto started = clock_type::now();
-  const auto end = options.duration_s
-                       ? started + std::chrono::duration_cast<clock_type::duration>(
-                                       std::chrono::duration<double>(*options.duration_s))
-                       : time_point::max();
+  const auto end = options.duration_s ? started + std::chrono::duration_cast<clock_type::duration>(
+                                                      std::chrono::duration<double>(*options.duration_s))
+                                      : time_point::max();
   std::vector<std::thread> running;
   std::vector<time_point> finished(threads);
   try {

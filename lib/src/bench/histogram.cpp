@@ -22,8 +22,7 @@ std::size_t latency_histogram::bucket_index(std::uint64_t nanoseconds) noexcept 
   const auto octave = static_cast<unsigned>(std::bit_width(nanoseconds) - 1);
   if (octave > highest_octave) return bucket_count - 1;
   const auto sub_bucket = (nanoseconds >> (octave - sub_bucket_bits)) - buckets_per_octave;
-  return linear_buckets + (octave - first_octave) * buckets_per_octave +
-         static_cast<std::size_t>(sub_bucket);
+  return linear_buckets + (octave - first_octave) * buckets_per_octave + static_cast<std::size_t>(sub_bucket);
 }
 
 std::uint64_t latency_histogram::bucket_upper_bound(std::size_t index) noexcept {
@@ -66,8 +65,8 @@ std::uint64_t latency_histogram::percentile(double fraction) const noexcept {
   fraction = std::clamp(fraction, 0.0, 1.0);
   // The rank of the value asked for (1-based): the 50th percentile of 10 values is the 5th.
   // The small slack keeps 0.7 * 10 (7.000000000000001 in doubles) from meaning rank 8.
-  const auto wanted = std::max<std::uint64_t>(
-      1, static_cast<std::uint64_t>(std::ceil(fraction * static_cast<double>(count_) - 1e-9)));
+  const auto wanted =
+      std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::ceil(fraction * static_cast<double>(count_) - 1e-9)));
   std::uint64_t seen = 0;
   for (std::size_t i = 0; i < bucket_count; ++i) {
     seen += buckets_[i];

@@ -13,29 +13,24 @@ namespace {
 
 po::options_description option_descriptions() {
   po::options_description options("Options");
-  options.add_options()
-      ("unix", po::value<std::string>()->value_name("PATH"), "target: a Unix socket path")
-      ("tcp", po::value<std::string>()->value_name("HOST:PORT"), "target: a TCP address")
-      ("connections,c", po::value<int>()->value_name("N")->default_value(64),
-       "concurrent connections")
-      ("duration,d", po::value<double>()->value_name("SECONDS"), "run this long")
-      ("requests,n", po::value<std::uint64_t>()->value_name("N"),
-       "start this many requests in all (with -d: whichever ends first)")
-      ("mode", po::value<std::string>()->value_name("close|keepalive")->default_value("keepalive"),
-       "close: a new connection per request; keepalive: reuse connections")
-      ("path", po::value<std::string>()->value_name("PATH")->default_value("/"),
-       "path of the (fast) requests")
-      ("mix", po::value<std::string>()->value_name("PATH:K/N"),
-       "send K of every N requests to PATH (slow requests, timed apart)")
-      ("timeout", po::value<double>()->value_name("SECONDS")->default_value(5),
-       "deadline of each request, connect included")
-      ("threads", po::value<int>()->value_name("N")->default_value(1),
-       "client threads, each with its own epoll")
-      ("expect-status", po::value<unsigned>()->value_name("CODE")->default_value(200),
-       "a response with another status counts as bad_status")
-      ("host", po::value<std::string>()->value_name("NAME")->default_value("localhost"),
-       "Host header")
-      ("help,h", "print this help and exit");
+  options.add_options()("unix", po::value<std::string>()->value_name("PATH"), "target: a Unix socket path")(
+      "tcp", po::value<std::string>()->value_name("HOST:PORT"), "target: a TCP address")(
+      "connections,c", po::value<int>()->value_name("N")->default_value(64), "concurrent connections")(
+      "duration,d", po::value<double>()->value_name("SECONDS"), "run this long")(
+      "requests,n", po::value<std::uint64_t>()->value_name("N"),
+      "start this many requests in all (with -d: whichever ends first)")(
+      "mode", po::value<std::string>()->value_name("close|keepalive")->default_value("keepalive"),
+      "close: a new connection per request; keepalive: reuse connections")(
+      "path", po::value<std::string>()->value_name("PATH")->default_value("/"), "path of the (fast) requests")(
+      "mix", po::value<std::string>()->value_name("PATH:K/N"),
+      "send K of every N requests to PATH (slow requests, timed apart)")(
+      "timeout", po::value<double>()->value_name("SECONDS")->default_value(5),
+      "deadline of each request, connect included")("threads", po::value<int>()->value_name("N")->default_value(1),
+                                                    "client threads, each with its own epoll")(
+      "expect-status", po::value<unsigned>()->value_name("CODE")->default_value(200),
+      "a response with another status counts as bad_status")(
+      "host", po::value<std::string>()->value_name("NAME")->default_value("localhost"), "Host header")(
+      "help,h", "print this help and exit");
   return options;
 }
 
@@ -75,12 +70,10 @@ boost::system::result<bench_mix, config_error> parse_mix(std::string_view text) 
 
 }  // namespace
 
-boost::system::result<bench_command, config_error> parse_bench_command_line(
-    int argc, const char* const* argv) {
+boost::system::result<bench_command, config_error> parse_bench_command_line(int argc, const char* const* argv) {
   po::variables_map values;
   try {
-    const auto style = po::command_line_style::default_style &
-                       ~po::command_line_style::allow_guessing;
+    const auto style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
     const auto options = option_descriptions();  // `parsed` points into it
     const auto parsed = po::command_line_parser(argc, argv).options(options).style(style).run();
     for (const auto& option : parsed.options) {
@@ -167,16 +160,14 @@ boost::system::result<bench_command, config_error> parse_bench_command_line(
 
 std::string bench_usage_text(std::string_view program_name) {
   std::ostringstream text;
-  text << "Usage: " << program_name
-       << " (--unix PATH | --tcp HOST:PORT) (-d SECONDS | -n REQUESTS)\n"
+  text << "Usage: " << program_name << " (--unix PATH | --tcp HOST:PORT) (-d SECONDS | -n REQUESTS)\n"
        << std::string(program_name.size() + 8, ' ') << "[-c N] [--mode close|keepalive] [--path PATH]\n"
        << std::string(program_name.size() + 8, ' ') << "[--mix PATH:K/N] [--threads N] [--timeout S]\n"
        << "\nAn HTTP/1.1 load generator: -c connections spread over --threads epoll threads send\n"
        << "GET requests back to back and time each one, and one line of JSON with requests,\n"
        << "errors by kind, requests per second and latency percentiles (all, fast and slow\n"
        << "requests) is printed on stdout. In close mode the latency includes the connect.\n\n"
-       << option_descriptions()
-       << "\nExit status: 0 after a run (failed requests are counted in the JSON), 1 the run\n"
+       << option_descriptions() << "\nExit status: 0 after a run (failed requests are counted in the JSON), 1 the run\n"
        << "cannot start, 2 usage error.\n";
   return text.str();
 }

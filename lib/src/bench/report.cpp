@@ -28,8 +28,7 @@ void append_latency(std::string& out, std::string_view key, const latency_histog
   append_count(out, "count", histogram.count());
   out += ',';
   append_number(out, "mean", us(histogram.mean()), 1);
-  constexpr std::array<std::pair<const char*, double>, 3> percentiles{
-      {{"p50", 0.50}, {"p90", 0.90}, {"p99", 0.99}}};
+  constexpr std::array<std::pair<const char*, double>, 3> percentiles{{{"p50", 0.50}, {"p90", 0.90}, {"p99", 0.99}}};
   for (const auto& [name, fraction] : percentiles) {
     out += ',';
     append_number(out, name, us(static_cast<double>(histogram.percentile(fraction))), 1);

@@ -51,9 +51,8 @@ http_response_scanner::scan_state http_response_scanner::fail(const char* why) n
 bool http_response_scanner::finish_status_line() noexcept {
   // "HTTP/1.x NNN" then a space (and a reason), or the end of the line.
   const std::string_view line(line_.data(), line_size_);
-  if (line.size() < 12 || !line.starts_with("HTTP/1.") || !is_digit(line[7]) || line[8] != ' ' ||
-      !is_digit(line[9]) || !is_digit(line[10]) || !is_digit(line[11]) ||
-      (line.size() > 12 && line[12] != ' ' && line[12] != '\r')) {
+  if (line.size() < 12 || !line.starts_with("HTTP/1.") || !is_digit(line[7]) || line[8] != ' ' || !is_digit(line[9]) ||
+      !is_digit(line[10]) || !is_digit(line[11]) || (line.size() > 12 && line[12] != ' ' && line[12] != '\r')) {
     fail("bad status line");
     return false;
   }

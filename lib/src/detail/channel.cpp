@@ -34,9 +34,7 @@ union control_buffer {
   unsigned char bytes[CMSG_SPACE(sizeof(int) * max_fds_per_frame)];
 };
 
-boost::system::error_code errno_code(int error) noexcept {
-  return {error, boost::system::system_category()};
-}
+boost::system::error_code errno_code(int error) noexcept { return {error, boost::system::system_category()}; }
 
 bool known_type(std::uint8_t type) noexcept {
   return type >= static_cast<std::uint8_t>(frame_type::handoff) &&
@@ -48,8 +46,7 @@ bool shape_is_valid(frame_type type, std::size_t payload_size, std::size_t fd_co
   if (fd_count > max_fds_per_frame || payload_size > max_frame_bytes - frame_header_bytes) return false;
   switch (type) {
     case frame_type::handoff:
-    case frame_type::handback:
-      return fd_count >= 1 && payload_size == fd_count * sizeof(std::uint32_t);
+    case frame_type::handback: return fd_count >= 1 && payload_size == fd_count * sizeof(std::uint32_t);
     case frame_type::progress: return fd_count == 0 && payload_size == sizeof(progress_counters);
     case frame_type::control: return fd_count == 0 && payload_size > 0;
   }
@@ -84,11 +81,9 @@ boost::system::error_code send_frame(int socket, frame_type type, std::span<cons
                                      std::span<const int> fds) {
   if (!shape_is_valid(type, payload.size(), fds.size())) return errc::frame_malformed;
 
-  frame_header header{static_cast<std::uint8_t>(type), frame_version, 0,
-                      static_cast<std::uint32_t>(payload.size())};
+  frame_header header{static_cast<std::uint8_t>(type), frame_version, 0, static_cast<std::uint32_t>(payload.size())};
   // sendmsg does not write through iov_base; the casts only satisfy its C signature.
-  iovec parts[2] = {{&header, sizeof header},
-                    {const_cast<std::byte*>(payload.data()), payload.size()}};
+  iovec parts[2] = {{&header, sizeof header}, {const_cast<std::byte*>(payload.data()), payload.size()}};
 
   msghdr message{};
   message.msg_iov = parts;
@@ -128,7 +123,8 @@ void received_frame::close_descriptors() noexcept {
 
 boost::system::error_code receive_frame(int socket, std::span<std::byte> buffer, received_frame& out) {
   out = received_frame{};
-  if (buffer.size() < max_frame_bytes) return boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
+  if (buffer.size() < max_frame_bytes)
+    return boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
 
   // At most max_frame_bytes are read: a larger message comes back with MSG_TRUNC.
   iovec part{buffer.data(), max_frame_bytes};
@@ -184,8 +180,8 @@ boost::system::error_code receive_frame(int socket, std::span<std::byte> buffer,
   }
   if (received == 0 && out.fd_count == 0 && peer_has_closed(socket)) return errc::channel_closed;
 
-  auto decoded = decode_frame(std::span<const std::byte>(buffer.data(), static_cast<std::size_t>(received)),
-                              out.fd_count);
+  auto decoded =
+      decode_frame(std::span<const std::byte>(buffer.data(), static_cast<std::size_t>(received)), out.fd_count);
   if (!decoded) {
     out.close_descriptors();
     return decoded.error();

@@ -39,9 +39,7 @@ constexpr std::array<std::pair<std::string_view, control_command>, 12> command_n
 // The longest piece of a client's `cmd` echoed back in an unknown_command message.
 constexpr std::size_t max_echoed_name = 64;
 
-control_error bad_request(std::string message) {
-  return {std::string(control_code::bad_request), std::move(message)};
-}
+control_error bad_request(std::string message) { return {std::string(control_code::bad_request), std::move(message)}; }
 
 // Cuts `text` to at most `limit` bytes without splitting a UTF-8 sequence, so that the
 // reply stays valid UTF-8.
@@ -204,9 +202,7 @@ std::span<char> control_line_reader::prepare(std::size_t size) {
   return {buffer_.data() + end_, size};
 }
 
-void control_line_reader::commit(std::size_t written) noexcept {
-  end_ += std::min(written, buffer_.size() - end_);
-}
+void control_line_reader::commit(std::size_t written) noexcept { end_ += std::min(written, buffer_.size() - end_); }
 
 std::optional<control_line_reader::event> control_line_reader::next() {
   for (;;) {

@@ -37,8 +37,7 @@ constexpr std::size_t read_chunk = 4096;
 constexpr std::chrono::milliseconds accept_pause{100};
 
 struct session {
-  session(asio::any_io_executor executor, int fd)
-      : socket(executor), timer(executor) {
+  session(asio::any_io_executor executor, int fd) : socket(executor), timer(executor) {
     boost::system::error_code ec;
     socket.assign(asio::local::stream_protocol(), fd, ec);
     if (ec) {
@@ -61,7 +60,10 @@ using session_ptr = std::shared_ptr<session>;
 
 struct control_server::state {
   state(asio::any_io_executor executor_, int listening_fd, control_target& target_, control_server_options options_)
-      : executor(executor_), listener(executor_, listening_fd), target(&target_), options(options_),
+      : executor(executor_),
+        listener(executor_, listening_fd),
+        target(&target_),
+        options(options_),
         pause_timer(executor_) {}
 
   asio::any_io_executor executor;
@@ -147,8 +149,9 @@ std::string execute(control_target& target, const control_request& request) {
 // Writes one reply under the write deadline; false when the connection is done for.
 asio::awaitable<bool> write_reply(state_ptr server, session_ptr connection, std::string reply) {
   connection->timer.expires_after(server->options.write_timeout);
-  auto outcome = co_await (asio::async_write(connection->socket, asio::buffer(reply), asio::as_tuple(asio::use_awaitable)) ||
-                           connection->timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+  auto outcome =
+      co_await (asio::async_write(connection->socket, asio::buffer(reply), asio::as_tuple(asio::use_awaitable)) ||
+                connection->timer.async_wait(asio::as_tuple(asio::use_awaitable)));
   if (server->closed) co_return false;
   if (outcome.index() == 1) {
     log_warning("control client does not read its replies; closing the connection",
@@ -193,9 +196,9 @@ asio::awaitable<void> run_session(state_ptr server, session_ptr connection) {
       std::optional<control_request> request;
       std::string reply;
       if (event->kind == control_line_reader::event_kind::too_large) {
-        reply = serialize_error_reply({std::string(control_code::too_large),
-                                       "request line longer than " + std::to_string(server->options.max_line) +
-                                           " bytes"});
+        reply =
+            serialize_error_reply({std::string(control_code::too_large),
+                                   "request line longer than " + std::to_string(server->options.max_line) + " bytes"});
       } else if (auto parsed = parse_control_request(event->line)) {
         request = *parsed;
       } else {
@@ -207,9 +210,9 @@ asio::awaitable<void> run_session(state_ptr server, session_ptr connection) {
 
     std::span<char> space = reader.prepare(read_chunk);
     connection->timer.expires_at(deadline);
-    auto outcome = co_await (
-        connection->socket.async_read_some(asio::buffer(space.data(), space.size()), asio::as_tuple(asio::use_awaitable)) ||
-        connection->timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+    auto outcome = co_await (connection->socket.async_read_some(asio::buffer(space.data(), space.size()),
+                                                                asio::as_tuple(asio::use_awaitable)) ||
+                             connection->timer.async_wait(asio::as_tuple(asio::use_awaitable)));
     if (server->closed) co_return;
     if (outcome.index() == 1) {
       log_debug("control connection idle; closing", {{"pid", connection->peer_pid}});
@@ -260,8 +263,7 @@ void start_session(const state_ptr& server, int fd) {
   if (server->serving >= server->options.max_connections) {
     log_warning("control connection refused: too many connections",
                 {{"pid", peer.pid}, {"max_connections", server->options.max_connections}});
-    std::string reply =
-        serialize_error_reply({std::string(control_code::bad_request), "too many control connections"});
+    std::string reply = serialize_error_reply({std::string(control_code::bad_request), "too many control connections"});
     asio::co_spawn(server->executor, run_refusal(server, connection, std::move(reply)), log_task_failure);
     return;
   }

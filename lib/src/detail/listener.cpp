@@ -83,7 +83,7 @@ std::string format_address(const sockaddr_storage& storage, socklen_t length) {
         std::array<char, IF_NAMESIZE> name{};
         host += '%';
         host += ::if_indextoname(in6.sin6_scope_id, name.data()) ? std::string(name.data())
-                                                                  : std::to_string(in6.sin6_scope_id);
+                                                                 : std::to_string(in6.sin6_scope_id);
       }
       return "[" + host + "]:" + std::to_string(ntohs(in6.sin6_port));
     }
@@ -143,7 +143,8 @@ socket_file_state probe_socket_file(const sockaddr_un& address, int& error) {
 listen_result open_unix(const bind_address& where, int backlog, unsigned socket_mode) {
   const std::string& path = where.path;
   if (path.empty()) return make_error(errc::bind_failed, where, "empty socket path");
-  if (path.find('\0') != std::string::npos) return make_error(errc::bind_failed, where, "socket path contains a NUL byte");
+  if (path.find('\0') != std::string::npos)
+    return make_error(errc::bind_failed, where, "socket path contains a NUL byte");
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   if (path.size() >= sizeof address.sun_path) {
@@ -155,7 +156,8 @@ listen_result open_unix(const bind_address& where, int backlog, unsigned socket_
 
   std::error_code cwd_error;
   const std::string absolute = absolute_path(path, cwd_error);
-  if (cwd_error) return make_error(errc::bind_failed, where, "cannot resolve the working directory: " + cwd_error.message());
+  if (cwd_error)
+    return make_error(errc::bind_failed, where, "cannot resolve the working directory: " + cwd_error.message());
 
   struct stat existing {};
   if (::lstat(path.c_str(), &existing) == 0) {
@@ -168,7 +170,8 @@ listen_result open_unix(const bind_address& where, int backlog, unsigned socket_
       case socket_file_state::live:
         return make_error(errc::address_in_use, where, "address in use (another process accepts on it)");
       case socket_file_state::unknown:
-        return make_error(errc::bind_failed, where, "cannot check the existing socket file: " + errno_text(probe_error));
+        return make_error(errc::bind_failed, where,
+                          "cannot check the existing socket file: " + errno_text(probe_error));
       case socket_file_state::gone: break;
       case socket_file_state::stale: {
         // Remove it only if it is still the file we probed; if it changed, bind() will say.
@@ -235,8 +238,8 @@ listen_result open_unix(const bind_address& where, int backlog, unsigned socket_
 
 // One bind+listen attempt on a resolved address; fills `error` on failure.
 int try_tcp_address(const addrinfo& candidate, int backlog, int& error) {
-  unique_fd socket(::socket(candidate.ai_family, candidate.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                            candidate.ai_protocol));
+  unique_fd socket(
+      ::socket(candidate.ai_family, candidate.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, candidate.ai_protocol));
   if (socket.get() < 0) {
     error = errno;
     return -1;
@@ -270,7 +273,8 @@ listen_result open_tcp(const bind_address& where, int backlog) {
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV | (named_localhost ? 0 : AI_NUMERICHOST);
   const std::string port = std::to_string(where.port);
   addrinfo* resolved = nullptr;
-  const int gai_status = ::getaddrinfo(where.host.empty() ? nullptr : where.host.c_str(), port.c_str(), &hints, &resolved);
+  const int gai_status =
+      ::getaddrinfo(where.host.empty() ? nullptr : where.host.c_str(), port.c_str(), &hints, &resolved);
   if (gai_status != 0) {
     if (gai_status == EAI_NONAME && !named_localhost) {
       return make_error(errc::bind_failed, where, "host must be a numeric address or localhost");

@@ -38,9 +38,7 @@ std::uint64_t resident_bytes(pid_t pid) {
   return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
-control_error no_worker(std::int64_t id) {
-  return {"not_found", "no live worker with id " + std::to_string(id)};
-}
+control_error no_worker(std::int64_t id) { return {"not_found", "no live worker with id " + std::to_string(id)}; }
 
 }  // namespace
 
@@ -89,9 +87,9 @@ json::array master::workers() {
       w["started_at"] = rfc3339(record->started_wall);
     }
     w["last_heartbeat_ms"] =
-        record->alive() ? json::value(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                          record->heartbeat.silence(now)).count())
-                        : json::value(nullptr);
+        record->alive()
+            ? json::value(std::chrono::duration_cast<std::chrono::milliseconds>(record->heartbeat.silence(now)).count())
+            : json::value(nullptr);
     w["rss_bytes"] = record->alive() ? resident_bytes(record->pid) : 0;
     result.push_back(std::move(w));
   }
@@ -170,8 +168,9 @@ boost::system::result<void, control_error> master::pause_worker(std::int64_t id)
   record_ptr record = find(id);
   if (!record || !record->alive()) return no_worker(id);
   auto next = next_state(record->state, worker_event::pause);
-  if (!next) return control_error{"bad_request", "worker " + std::to_string(id) + " is " +
-                                                     std::string(to_string(record->state)) + ", not ready"};
+  if (!next)
+    return control_error{
+        "bad_request", "worker " + std::to_string(id) + " is " + std::string(to_string(record->state)) + ", not ready"};
   record->state = *next;
   refresh_load(*record);
   log_info("worker paused", {{"id", id}, {"pid", record->pid}});
@@ -182,8 +181,9 @@ boost::system::result<void, control_error> master::resume_worker(std::int64_t id
   record_ptr record = find(id);
   if (!record || !record->alive()) return no_worker(id);
   auto next = next_state(record->state, worker_event::resume);
-  if (!next) return control_error{"bad_request", "worker " + std::to_string(id) + " is " +
-                                                     std::string(to_string(record->state)) + ", not paused"};
+  if (!next)
+    return control_error{"bad_request", "worker " + std::to_string(id) + " is " +
+                                            std::string(to_string(record->state)) + ", not paused"};
   record->state = *next;
   refresh_load(*record);
   log_info("worker resumed", {{"id", id}, {"pid", record->pid}});

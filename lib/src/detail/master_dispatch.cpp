@@ -210,7 +210,8 @@ bool master::read_worker_frames(worker_record& record) {
 void master::on_progress(worker_record& record, std::span<const std::byte> payload) {
   auto counters = read_progress(payload);
   if (!counters) return;
-  bool consistent = record.ledger.acknowledge(counters->received, [](const handoff_entry& entry) { ::close(entry.fd); });
+  bool consistent =
+      record.ledger.acknowledge(counters->received, [](const handoff_entry& entry) { ::close(entry.fd); });
   if (!consistent) {
     log_error("worker acknowledged more than it was sent", {{"id", record.id}, {"received", counters->received}});
     return;

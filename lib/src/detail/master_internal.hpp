@@ -50,8 +50,8 @@ struct worker_record {
   std::optional<process_handle> handle;
   std::optional<asio::posix::stream_descriptor> channel;
   ack_ledger ledger;
-  std::uint64_t assigned = 0;    // descriptors given to this worker
-  progress_counters progress{};  // its last cumulative report
+  std::uint64_t assigned = 0;       // descriptors given to this worker
+  progress_counters progress{};     // its last cumulative report
   std::uint64_t recycle_after = 0;  // requests; 0: never
   restart_backoff backoff;
   heartbeat_deadline heartbeat;
@@ -63,7 +63,7 @@ struct worker_record {
   bool dirty = false;  // has unsent handoffs and is on the master's flush list
   bool write_wait_armed = false;
   bool counts_toward_desired = true;  // false once draining or being replaced
-  int replaces = 0;  // id of the worker this one replaces once ready (recycling), or 0
+  int replaces = 0;                   // id of the worker this one replaces once ready (recycling), or 0
   std::vector<std::byte> receive_buffer;
 
   std::uint64_t open() const noexcept { return assigned - progress.closed; }
@@ -83,8 +83,8 @@ enum class stop_mode { graceful, fast };
 
 class master final : public control_target {
  public:
-  master(asio::io_context& io, std::shared_ptr<const config> settings, const app& application,
-         master_sockets sockets, master_hooks hooks);
+  master(asio::io_context& io, std::shared_ptr<const config> settings, const app& application, master_sockets sockets,
+         master_hooks hooks);
 
   asio::io_context& io() { return io_; }
   const config& settings() const { return *settings_; }
@@ -184,14 +184,15 @@ class master final : public control_target {
   void start_metrics();
   void stop_metrics();
   void notify(std::string_view state);
+
  public:
   std::string render_metrics_text();
   void accept_metrics();
   asio::posix::stream_descriptor* metrics_watcher() { return metrics_watcher_ ? &*metrics_watcher_ : nullptr; }
   const master_hooks& hooks() const { return hooks_; }
   void send_watchdog() { notify("WATCHDOG=1"); }
- private:
 
+ private:
   asio::io_context& io_;
   std::shared_ptr<const config> settings_;
   const app& application_;
@@ -209,12 +210,12 @@ class master final : public control_target {
   using reload_callback = std::function<void(boost::system::result<std::uint64_t, control_error>)>;
   std::shared_ptr<const config> reload_previous_settings_;
   int reload_previous_desired_ = 0;
-  std::vector<reload_callback> reload_waiters_;         // for the running reload
-  std::vector<reload_callback> queued_reload_waiters_;  // for the queued one
+  std::vector<reload_callback> reload_waiters_;          // for the running reload
+  std::vector<reload_callback> queued_reload_waiters_;   // for the queued one
   std::vector<reload_callback> old_generation_waiters_;  // switched over; wait for the old to go
   int desired_;
   int next_id_ = 1;
-  std::uint64_t generation_ = 1;      // the generation new workers join
+  std::uint64_t generation_ = 1;       // the generation new workers join
   std::uint64_t last_generation_ = 1;  // highest generation number used
   bool stopping_ = false;
   stop_mode stop_mode_ = stop_mode::graceful;

@@ -80,9 +80,8 @@ void master::start_reload() {
   // removes are closed at the switch-over; those that stay are never touched.
   std::vector<std::unique_ptr<listener_slot>> added;
   for (const auto& where : next->bind) {
-    bool present = std::any_of(listeners_.begin(), listeners_.end(), [&](const auto& slot) {
-      return slot->open && slot->info.configured == where;
-    });
+    bool present = std::any_of(listeners_.begin(), listeners_.end(),
+                               [&](const auto& slot) { return slot->open && slot->info.configured == where; });
     if (present) continue;
     auto opened = open_listener(where, next->backlog, next->socket_mode_bits);
     if (!opened) {
@@ -273,23 +272,29 @@ void master::finish_if_stopped() {
   }
   unassigned_.clear();
   stop_timer_.cancel();
-  log_info("stopped", {{"accepted", stats_.accepted}, {"dispatched", stats_.dispatched},
-                       {"redispatched", stats_.redispatched}, {"migrated", stats_.migrated},
-                       {"lost", stats_.lost}, {"accept_pauses", stats_.accept_pauses},
-                       {"worker_exits", stats_.worker_exits}, {"worker_crashes", stats_.worker_crashes},
-                       {"worker_timeouts", stats_.worker_timeouts}, {"worker_recycled", stats_.worker_recycled},
-                       {"reloads", stats_.reloads}, {"requests", stats_.requests}});
+  log_info("stopped", {{"accepted", stats_.accepted},
+                       {"dispatched", stats_.dispatched},
+                       {"redispatched", stats_.redispatched},
+                       {"migrated", stats_.migrated},
+                       {"lost", stats_.lost},
+                       {"accept_pauses", stats_.accept_pauses},
+                       {"worker_exits", stats_.worker_exits},
+                       {"worker_crashes", stats_.worker_crashes},
+                       {"worker_timeouts", stats_.worker_timeouts},
+                       {"worker_recycled", stats_.worker_recycled},
+                       {"reloads", stats_.reloads},
+                       {"requests", stats_.requests}});
   io_.stop();
 }
 
 void master::notify_status() {
   if (!hooks_.notify || upgraded_) return;
-  std::string status = "STATUS=" + std::to_string(count_current(worker_state::ready)) + " ready, " +
-                       std::to_string(count_current(worker_state::starting)) + " starting, " +
-                       std::to_string(std::count_if(records_.begin(), records_.end(), [](const record_ptr& r) {
-                         return r->state == worker_state::draining;
-                       })) +
-                       " draining, generation " + std::to_string(generation_);
+  std::string status =
+      "STATUS=" + std::to_string(count_current(worker_state::ready)) + " ready, " +
+      std::to_string(count_current(worker_state::starting)) + " starting, " +
+      std::to_string(std::count_if(records_.begin(), records_.end(),
+                                   [](const record_ptr& r) { return r->state == worker_state::draining; })) +
+      " draining, generation " + std::to_string(generation_);
   notify(status);
 }
 

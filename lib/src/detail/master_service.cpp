@@ -18,8 +18,8 @@ namespace {
 
 asio::awaitable<void> run_metrics_accept_loop(master* m) {
   while (auto* watcher = m->metrics_watcher()) {
-    auto [ec] = co_await watcher->async_wait(asio::posix::stream_descriptor::wait_read,
-                                             asio::as_tuple(asio::use_awaitable));
+    auto [ec] =
+        co_await watcher->async_wait(asio::posix::stream_descriptor::wait_read, asio::as_tuple(asio::use_awaitable));
     if (ec || m->stopping()) co_return;
     m->accept_metrics();
   }
@@ -46,8 +46,7 @@ void log_service_failure(std::exception_ptr error) {
 }  // namespace
 
 void master::start_control() {
-  if (hooks_.watchdog_interval)
-    asio::co_spawn(io_, run_watchdog(this, *hooks_.watchdog_interval), log_service_failure);
+  if (hooks_.watchdog_interval) asio::co_spawn(io_, run_watchdog(this, *hooks_.watchdog_interval), log_service_failure);
   if (!control_listener_) return;
   log_info("control socket", {{"address", control_listener_->address}});
   // The server owns the descriptor from now on; the listener record stays for the
@@ -59,7 +58,7 @@ void master::start_control() {
 void master::stop_control() {
   if (control_server_) control_server_->close();
   if (!control_listener_) return;
-  control_listener_->fd = -1;  // closed by the server
+  control_listener_->fd = -1;                           // closed by the server
   if (upgraded_) control_listener_->owns_path = false;  // the new master serves it now
   close_listener(*control_listener_);
   control_listener_.reset();
@@ -97,8 +96,8 @@ void master::accept_metrics() {
       continue;
     }
     asio::co_spawn(io_,
-                   serve_metrics_connection(std::move(socket), [this] { return render_metrics_text(); },
-                                            std::chrono::milliseconds(5000)),
+                   serve_metrics_connection(
+                       std::move(socket), [this] { return render_metrics_text(); }, std::chrono::milliseconds(5000)),
                    log_service_failure);
   }
 }

@@ -38,10 +38,12 @@ struct inherit_descriptors {
 asio::awaitable<void> run_successor_watch(master* m) {
   // Either the successor says READY on its pipe, or the pipe ends (it died or failed).
   asio::streambuf buffer(64);
-  auto [ec, size] = co_await asio::async_read_until(m->successor_ready_pipe(), buffer, '\n',
-                                                    asio::as_tuple(asio::use_awaitable));
-  std::string line(asio::buffers_begin(buffer.data()), asio::buffers_begin(buffer.data()) + static_cast<std::ptrdiff_t>(size));
-  m->on_successor_message(!ec && line == "READY\n", ec ? "its readiness pipe closed: " + ec.message() : "it said " + line);
+  auto [ec, size] =
+      co_await asio::async_read_until(m->successor_ready_pipe(), buffer, '\n', asio::as_tuple(asio::use_awaitable));
+  std::string line(asio::buffers_begin(buffer.data()),
+                   asio::buffers_begin(buffer.data()) + static_cast<std::ptrdiff_t>(size));
+  m->on_successor_message(!ec && line == "READY\n",
+                          ec ? "its readiness pipe closed: " + ec.message() : "it said " + line);
 }
 
 asio::awaitable<void> run_successor_reaper(master* m) {
@@ -102,7 +104,8 @@ void master::start_upgrade() {
   ::close(ready_pipe[1]);
   if (ec) {
     ::close(ready_pipe[0]);
-    log_error("upgrade failed: cannot start the new master", {{"executable", hooks_.executable}, {"error", ec.message()}});
+    log_error("upgrade failed: cannot start the new master",
+              {{"executable", hooks_.executable}, {"error", ec.message()}});
     return;
   }
   upgrading_ = true;

@@ -65,7 +65,8 @@ void master::reconcile() {
     // Fewer workers: give up a slot waiting in backoff first, then a starting one, then
     // the newest ready one.
     record_ptr victim;
-    for (worker_state preferred : {worker_state::backoff, worker_state::starting, worker_state::paused, worker_state::ready})
+    for (worker_state preferred :
+         {worker_state::backoff, worker_state::starting, worker_state::paused, worker_state::ready})
       for (auto it = records_.rbegin(); it != records_.rend() && !victim; ++it)
         if ((*it)->counts_toward_desired && (*it)->generation == generation_ && (*it)->state == preferred) victim = *it;
     if (!victim) break;
@@ -166,11 +167,14 @@ void master::on_worker_exit(const record_ptr& record, boost::system::error_code 
   if (ec) {
     log_error("waiting for worker failed", {{"id", record->id}, {"pid", record->pid}, {"error", ec.message()}});
   } else if (WIFSIGNALED(status)) {
-    log(level, "worker exited", {{"id", record->id}, {"pid", record->pid}, {"signal", signal_name(WTERMSIG(status))},
-                                 {"uptime_ms", uptime.count()}});
+    log(level, "worker exited",
+        {{"id", record->id},
+         {"pid", record->pid},
+         {"signal", signal_name(WTERMSIG(status))},
+         {"uptime_ms", uptime.count()}});
   } else {
-    log(level, "worker exited", {{"id", record->id}, {"pid", record->pid}, {"status", WEXITSTATUS(status)},
-                                 {"uptime_ms", uptime.count()}});
+    log(level, "worker exited",
+        {{"id", record->id}, {"pid", record->pid}, {"status", WEXITSTATUS(status)}, {"uptime_ms", uptime.count()}});
   }
   ++stats_.worker_exits;
   if (!expected) ++stats_.worker_crashes;
@@ -305,8 +309,9 @@ void master::check_heartbeats(steady_clock::time_point now) {
     if (!record->alive() || record->expected == exit_expectation::timeout) continue;
     if (!record->heartbeat.expired(now)) continue;
     auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(record->heartbeat.silence(now));
-    log_error("worker timeout", {{"id", record->id}, {"pid", record->pid}, {"silent_ms", silent.count()},
-                                 {"connections", record->open()}});
+    log_error(
+        "worker timeout",
+        {{"id", record->id}, {"pid", record->pid}, {"silent_ms", silent.count()}, {"connections", record->open()}});
     ++stats_.worker_timeouts;
     record->expected = exit_expectation::timeout;
     int ignored_status = 0;

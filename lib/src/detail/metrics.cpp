@@ -156,8 +156,7 @@ std::string render_metrics(const metrics_snapshot& snapshot) {
     append_number(out, handoff.cumulative_count(i));
     out += '\n';
   }
-  append_sample(out, "prefork_handoff_latency_seconds_sum",
-                std::chrono::duration<double>(handoff.sum()).count());
+  append_sample(out, "prefork_handoff_latency_seconds_sum", std::chrono::duration<double>(handoff.sum()).count());
   append_sample(out, "prefork_handoff_latency_seconds_count", handoff.count());
   return out;
 }

@@ -58,8 +58,7 @@ bool is_parse_error(const error_code& ec) {
   // Beast reports a malformed message in its own category; end_of_stream (EOF before any
   // byte) and partial_message (EOF mid-head) mean the client went away.
   static const error_code sample = http::error::bad_method;
-  return ec.category() == sample.category() && ec != http::error::end_of_stream &&
-         ec != http::error::partial_message;
+  return ec.category() == sample.category() && ec != http::error::end_of_stream && ec != http::error::partial_message;
 }
 
 std::string answer(const http::request_parser<http::empty_body>& parser, const std::function<std::string()>& render) {

@@ -43,8 +43,8 @@ asio::awaitable<int> signal_reader::next() {
     ssize_t n = ::read(descriptor_.native_handle(), &info, sizeof info);
     if (n == static_cast<ssize_t>(sizeof info)) co_return static_cast<int>(info.ssi_signo);
     if (n < 0 && errno != EAGAIN && errno != EINTR) co_return 0;
-    auto [ec] = co_await descriptor_.async_wait(asio::posix::stream_descriptor::wait_read,
-                                                asio::as_tuple(asio::use_awaitable));
+    auto [ec] =
+        co_await descriptor_.async_wait(asio::posix::stream_descriptor::wait_read, asio::as_tuple(asio::use_awaitable));
     if (ec) co_return 0;
   }
 }

@@ -69,7 +69,8 @@ boost::system::result<std::vector<inherited_socket>> inherited_sockets() {
     return errc::make_error_code(errc::invalid_argument);
   }
   const int fd_count = static_cast<int>(*count);
-  if (fd_count == 0) return std::vector<inherited_socket>{};  // LISTEN_FDNAMES is not looked at, as in sd_listen_fds_with_names
+  if (fd_count == 0)
+    return std::vector<inherited_socket>{};  // LISTEN_FDNAMES is not looked at, as in sd_listen_fds_with_names
 
   std::vector<std::string> names;
   if (const char* names_text = std::getenv("LISTEN_FDNAMES"); names_text != nullptr) {

@@ -4,9 +4,9 @@
 
 #include <charconv>
 #include <cstdlib>
+#include <fcntl.h>
 #include <string_view>
 #include <sys/stat.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 namespace prefork::detail {
@@ -60,7 +60,7 @@ boost::system::result<listener, listen_error> adopt_or_open(upgrade_handover& ha
       if (::getcwd(cwd, sizeof cwd) != nullptr) adopted->address = "unix:" + std::string(cwd) + "/" + where.path;
     }
     // The old master leaves the file to us: remove it at exit, if it is still this one.
-    struct stat file{};
+    struct stat file {};
     if (::lstat(where.path.c_str(), &file) == 0 && S_ISSOCK(file.st_mode)) {
       adopted->owns_path = true;
       adopted->path_dev = file.st_dev;

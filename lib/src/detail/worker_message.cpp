@@ -24,15 +24,9 @@ std::string encode_worker_message(const worker_message& message) {
       object["open"] = message.open;
       object["served"] = message.served;
       break;
-    case worker_message_kind::draining:
-      object["type"] = "draining";
-      break;
-    case worker_message_kind::reopen_logs:
-      object["type"] = "reopen_logs";
-      break;
-    case worker_message_kind::drain:
-      object["type"] = "drain";
-      break;
+    case worker_message_kind::draining: object["type"] = "draining"; break;
+    case worker_message_kind::reopen_logs: object["type"] = "reopen_logs"; break;
+    case worker_message_kind::drain: object["type"] = "drain"; break;
   }
   return json::serialize(object);
 }
@@ -41,8 +35,14 @@ namespace {
 bool read_unsigned(const json::object& object, std::string_view key, std::uint64_t& out) {
   const json::value* value = object.if_contains(key);
   if (value == nullptr) return false;
-  if (const auto* u = value->if_uint64()) { out = *u; return true; }
-  if (const auto* i = value->if_int64(); i != nullptr && *i >= 0) { out = static_cast<std::uint64_t>(*i); return true; }
+  if (const auto* u = value->if_uint64()) {
+    out = *u;
+    return true;
+  }
+  if (const auto* i = value->if_int64(); i != nullptr && *i >= 0) {
+    out = static_cast<std::uint64_t>(*i);
+    return true;
+  }
   return false;
 }
 }  // namespace

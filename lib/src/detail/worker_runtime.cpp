@@ -10,8 +10,8 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -81,8 +81,7 @@ class worker_runtime {
         continue;
       }
       if (frame.type == frame_type::handoff) {
-        for (std::size_t i = 0; i < frame.fd_count; ++i)
-          serve(frame.fds[i], read_listener_index(frame.payload, i));
+        for (std::size_t i = 0; i < frame.fd_count; ++i) serve(frame.fds[i], read_listener_index(frame.payload, i));
         received_any = true;
       } else if (frame.type == frame_type::control) {
         std::string_view text(reinterpret_cast<const char*>(frame.payload.data()), frame.payload.size());

@@ -29,8 +29,8 @@ std::string_view to_string(worker_event event) noexcept {
 std::optional<worker_state> next_state(worker_state current, worker_event event) noexcept {
   using state = worker_state;
   using ev = worker_event;
-  const bool live = current == state::starting || current == state::ready ||
-                    current == state::paused || current == state::draining;
+  const bool live =
+      current == state::starting || current == state::ready || current == state::paused || current == state::draining;
   switch (event) {
     case ev::ready_received:
       if (current == state::starting) return state::ready;
@@ -42,8 +42,7 @@ std::optional<worker_state> next_state(worker_state current, worker_event event)
       if (current == state::paused) return state::ready;
       break;
     case ev::drain:
-      if (current == state::starting || current == state::ready || current == state::paused)
-        return state::draining;
+      if (current == state::starting || current == state::ready || current == state::paused) return state::draining;
       break;
     case ev::exited:
       if (live) return state::gone;

@@ -40,8 +40,7 @@ std::vector<handoff_entry> send(pd::ack_ledger& ledger, std::size_t n) {
 }
 
 void push_range(pd::ack_ledger& ledger, int first, int last) {
-  for (int fd = first; fd < last; ++fd)
-    ledger.push({fd, static_cast<std::uint32_t>(fd % 3)});
+  for (int fd = first; fd < last; ++fd) ledger.push({fd, static_cast<std::uint32_t>(fd % 3)});
 }
 
 struct recorder {
@@ -215,8 +214,7 @@ BOOST_AUTO_TEST_CASE(take_all_after_partial_acknowledgements) {
   ledger.take_all(std::ref(taken));
   // Sent-but-unacknowledged 5..11, then unsent 12..19, oldest first, with their listeners.
   BOOST_TEST(fds_of(taken.entries) == range(5, 20), boost::test_tools::per_element());
-  for (const auto& entry : taken.entries)
-    BOOST_TEST(entry.listener_index == static_cast<std::uint32_t>(entry.fd % 3));
+  for (const auto& entry : taken.entries) BOOST_TEST(entry.listener_index == static_cast<std::uint32_t>(entry.fd % 3));
   BOOST_TEST(ledger.unacknowledged() == 0u);
   BOOST_TEST(ledger.unsent_count() == 0u);
   BOOST_TEST(ledger.unsent(10).empty());

@@ -218,8 +218,7 @@ BOOST_AUTO_TEST_CASE(decode_control) {
   auto decoded = decode_frame(message, 0);
   BOOST_TEST_REQUIRE(decoded.has_value());
   BOOST_TEST((decoded->type == frame_type::control));
-  BOOST_TEST(std::string_view(reinterpret_cast<const char*>(decoded->payload.data()), decoded->payload.size()) ==
-             text);
+  BOOST_TEST(std::string_view(reinterpret_cast<const char*>(decoded->payload.data()), decoded->payload.size()) == text);
 }
 
 BOOST_AUTO_TEST_CASE(decode_largest_frame) {
@@ -284,7 +283,7 @@ BOOST_AUTO_TEST_CASE(decode_rejects_entries_not_matching_descriptors) {
   for (auto type : {frame_type::handoff, frame_type::handback}) {
     check_malformed(make_message(type, as_payload(two)), 1);
     check_malformed(make_message(type, as_payload(two)), 3);
-    check_malformed(make_message(type, {}), 0);               // no descriptor at all
+    check_malformed(make_message(type, {}), 0);                 // no descriptor at all
     check_malformed(make_message(type, text_bytes("abc")), 1);  // not a whole entry
     const std::vector<std::uint32_t> too_many(max_fds_per_frame + 1, 0);
     check_malformed(make_message(type, as_payload(too_many)), too_many.size());
@@ -375,7 +374,7 @@ void check_descriptor_round_trip(frame_type type, std::size_t count) {
   BOOST_TEST_REQUIRE(frame.fd_count == count);
   BOOST_TEST(count_open_fds() == before + count);
   for (std::size_t i = 0; i < count; ++i) {
-    BOOST_TEST(frame.fds[i] != fds[i]);  // a new descriptor...
+    BOOST_TEST(frame.fds[i] != fds[i]);                // a new descriptor...
     BOOST_TEST(same_open_file(frame.fds[i], fds[i]));  // ...for the same open file
     BOOST_TEST(has_cloexec(frame.fds[i]));
     BOOST_TEST(read_listener_index(frame.payload, i) == indices[i]);
@@ -557,8 +556,8 @@ BOOST_AUTO_TEST_CASE(receive_descriptors_on_wrong_type_are_closed) {
   const std::array<int, 2> fds{pipe.read_end, pipe.write_end};
   const progress_counters counters{};
   std::vector<std::byte> buffer(max_frame_bytes);
-  for (const auto& message :
-       {make_message(frame_type::progress, as_payload(counters)), make_message(frame_type::control, text_bytes("{}"))}) {
+  for (const auto& message : {make_message(frame_type::progress, as_payload(counters)),
+                              make_message(frame_type::control, text_bytes("{}"))}) {
     const std::size_t before = count_open_fds();
     BOOST_TEST_REQUIRE(raw_send(pair.master, message, fds) == static_cast<ssize_t>(message.size()));
     received_frame frame;
@@ -575,9 +574,9 @@ BOOST_AUTO_TEST_CASE(receive_entries_not_matching_descriptors_are_closed) {
   const std::array<std::uint32_t, 3> three{0, 1, 2};
   const std::array<std::uint32_t, 1> one{0};
   std::vector<std::byte> buffer(max_frame_bytes);
-  for (const auto& message : {make_message(frame_type::handoff, as_payload(three)),
-                              make_message(frame_type::handback, as_payload(one)),
-                              make_message(7, as_payload(std::span(three).first(2)))}) {
+  for (const auto& message :
+       {make_message(frame_type::handoff, as_payload(three)), make_message(frame_type::handback, as_payload(one)),
+        make_message(7, as_payload(std::span(three).first(2)))}) {
     const std::size_t before = count_open_fds();
     BOOST_TEST_REQUIRE(raw_send(pair.master, message, fds) == static_cast<ssize_t>(message.size()));
     received_frame frame;

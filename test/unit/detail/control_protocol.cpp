@@ -18,7 +18,8 @@ using namespace prefork::detail;
 
 control_request parse_ok(const std::string& line) {
   auto parsed = parse_control_request(line);
-  BOOST_REQUIRE_MESSAGE(parsed.has_value(), line << " -> " << (parsed ? "" : parsed.error().code + ": " + parsed.error().message));
+  BOOST_REQUIRE_MESSAGE(parsed.has_value(),
+                        line << " -> " << (parsed ? "" : parsed.error().code + ": " + parsed.error().message));
   return *parsed;
 }
 
@@ -56,10 +57,14 @@ BOOST_AUTO_TEST_SUITE(control_protocol)
 
 BOOST_AUTO_TEST_CASE(parses_commands_without_arguments) {
   const std::vector<std::pair<std::string, control_command>> cases{
-      {"ping", control_command::ping},           {"status", control_command::status},
-      {"workers", control_command::workers},     {"stats", control_command::stats},
-      {"reopen_logs", control_command::reopen_logs}, {"config", control_command::config},
-      {"reload", control_command::reload},       {"stop", control_command::stop},
+      {"ping", control_command::ping},
+      {"status", control_command::status},
+      {"workers", control_command::workers},
+      {"stats", control_command::stats},
+      {"reopen_logs", control_command::reopen_logs},
+      {"config", control_command::config},
+      {"reload", control_command::reload},
+      {"stop", control_command::stop},
   };
   for (const auto& [name, command] : cases) {
     auto request = parse_ok(R"({"cmd":")" + name + R"("})");
@@ -271,7 +276,8 @@ BOOST_AUTO_TEST_CASE(reader_two_long_lines_in_a_row) {
 BOOST_AUTO_TEST_CASE(fuzz_lines_never_crash) {
   // Random bytes and random mutations of valid requests: every line gets an answer.
   std::mt19937 random(12345);
-  const std::vector<std::string> seeds{R"({"cmd":"scale","workers":4})", R"({"cmd":"kill_worker","id":3,"signal":"KILL"})",
+  const std::vector<std::string> seeds{R"({"cmd":"scale","workers":4})",
+                                       R"({"cmd":"kill_worker","id":3,"signal":"KILL"})",
                                        R"({"cmd":"reload","wait":true})", R"({"cmd":"stop","graceful":false})"};
   for (int i = 0; i < 20000; ++i) {
     std::string line = seeds[random() % seeds.size()];

@@ -83,20 +83,33 @@ int open_test_listener(const std::string& path, mode_t mode) {
 // Answers like a small master with workers 1 and 2, and records every call.
 class fake_target final : public control_target {
  public:
-  json::object status_value{{"pid", 1234},
-                            {"version", "0.1.0"},
-                            {"uptime_s", 12.5},
-                            {"generation", 1},
-                            {"state", "running"},
-                            {"workers", {{"desired", 2}, {"ready", 2}, {"starting", 0}, {"draining", 0}}},
-                            {"listeners", json::array{json::object{{"bind", "unix:app.sock"},
-                                                                    {"address", "unix:/tmp/app.sock"}}}},
-                            {"dispatch", "least-connections"}};
-  json::array workers_value{
-      json::object{{"id", 1}, {"pid", 1001}, {"generation", 1}, {"state", "ready"}, {"active", 0}, {"served", 5},
-                   {"started_at", "2026-01-01T00:00:00Z"}, {"last_heartbeat_ms", 120}, {"rss_bytes", 5242880}},
-      json::object{{"id", 2}, {"pid", 1002}, {"generation", 1}, {"state", "paused"}, {"active", 3}, {"served", 17},
-                   {"started_at", "2026-01-01T00:00:01Z"}, {"last_heartbeat_ms", 1500}, {"rss_bytes", 6291456}}};
+  json::object status_value{
+      {"pid", 1234},
+      {"version", "0.1.0"},
+      {"uptime_s", 12.5},
+      {"generation", 1},
+      {"state", "running"},
+      {"workers", {{"desired", 2}, {"ready", 2}, {"starting", 0}, {"draining", 0}}},
+      {"listeners", json::array{json::object{{"bind", "unix:app.sock"}, {"address", "unix:/tmp/app.sock"}}}},
+      {"dispatch", "least-connections"}};
+  json::array workers_value{json::object{{"id", 1},
+                                         {"pid", 1001},
+                                         {"generation", 1},
+                                         {"state", "ready"},
+                                         {"active", 0},
+                                         {"served", 5},
+                                         {"started_at", "2026-01-01T00:00:00Z"},
+                                         {"last_heartbeat_ms", 120},
+                                         {"rss_bytes", 5242880}},
+                            json::object{{"id", 2},
+                                         {"pid", 1002},
+                                         {"generation", 1},
+                                         {"state", "paused"},
+                                         {"active", 3},
+                                         {"served", 17},
+                                         {"started_at", "2026-01-01T00:00:01Z"},
+                                         {"last_heartbeat_ms", 1500},
+                                         {"rss_bytes", 6291456}}};
   json::object stats_value{{"accepted", 10}, {"dispatched", 10}, {"lost", 0}, {"requests", 22}};
   json::object config_value{{"workers", 2}, {"control", "ctl.sock"}};
 
@@ -321,19 +334,28 @@ asio::awaitable<void> every_command_body(fixture* f) {
   line = co_await request(&p, R"({"cmd":"stop"})");
   BOOST_TEST(line == R"({"ok":true,"result":{}})");
   BOOST_TEST((f->target.stopped == stop_kind::graceful));
-  const std::vector<std::string> expected{"status",        "workers",          "stats",
-                                          "config",        "scale 4",          "reload",
-                                          "reload wait",   "kill_worker 1 TERM", "kill_worker 2 KILL",
-                                          "pause_worker 1", "resume_worker 1", "reopen_logs",
-                                          "stop fast",     "stop graceful"};
+  const std::vector<std::string> expected{"status",
+                                          "workers",
+                                          "stats",
+                                          "config",
+                                          "scale 4",
+                                          "reload",
+                                          "reload wait",
+                                          "kill_worker 1 TERM",
+                                          "kill_worker 2 KILL",
+                                          "pause_worker 1",
+                                          "resume_worker 1",
+                                          "reopen_logs",
+                                          "stop fast",
+                                          "stop graceful"};
   BOOST_TEST(f->target.calls == expected, boost::test_tools::per_element());
 }
 
 asio::awaitable<void> not_found_body(fixture* f) {
   peer p(f->io);
   BOOST_REQUIRE(co_await connect(&p, f->path));
-  for (std::string command : {R"({"cmd":"kill_worker","id":9})", R"({"cmd":"pause_worker","id":9})",
-                              R"({"cmd":"resume_worker","id":9})"}) {
+  for (std::string command :
+       {R"({"cmd":"kill_worker","id":9})", R"({"cmd":"pause_worker","id":9})", R"({"cmd":"resume_worker","id":9})"}) {
     std::string message;
     auto line = co_await request(&p, command);
     BOOST_TEST(error_code_of(line, &message) == "not_found", command);
@@ -777,8 +799,9 @@ BOOST_AUTO_TEST_CASE(foreign_user_is_forbidden) {
     int status = 0;
     run(f, wait_for_child(child, &status));
     BOOST_TEST(WIFEXITED(status));
-    BOOST_TEST(WEXITSTATUS(status) == 0, "child exit " << WEXITSTATUS(status)
-                                                       << " (11 connect, 12 not closed, 13 no forbidden line, 14 not one line)");
+    BOOST_TEST(WEXITSTATUS(status) == 0, "child exit "
+                                             << WEXITSTATUS(status)
+                                             << " (11 connect, 12 not closed, 13 no forbidden line, 14 not one line)");
     BOOST_TEST(f.target.calls.empty());
     BOOST_TEST(f.server->connection_count() == 0u);
   }

@@ -478,8 +478,7 @@ BOOST_AUTO_TEST_CASE(tcp_localhost_is_resolved_without_dns) {
   auto result = open_listener(tcp_address("localhost", 0), backlog, 0660);
   BOOST_REQUIRE_MESSAGE(result, result.error().message);
   listener_guard guard{*result};
-  const bool loopback =
-      result->address.rfind("127.0.0.1:", 0) == 0 || result->address.rfind("[::1]:", 0) == 0;
+  const bool loopback = result->address.rfind("127.0.0.1:", 0) == 0 || result->address.rfind("[::1]:", 0) == 0;
   BOOST_TEST(loopback, result->address);
   BOOST_TEST(port_of(result->address) != 0);
 }
@@ -597,9 +596,8 @@ BOOST_AUTO_TEST_CASE(permission_errors_are_bind_failed) {
   const std::string stale = dir / "stale.sock";
   ::close(bind_raw_unix(stale));
   BOOST_REQUIRE(::chmod(stale.c_str(), 0777) == 0);
-  BOOST_TEST(run_as_nobody([&] {
-               return open_outcome(unix_address(stale), "cannot remove the stale socket file");
-             }) == outcome_of(errc::bind_failed));
+  BOOST_TEST(run_as_nobody([&] { return open_outcome(unix_address(stale), "cannot remove the stale socket file"); }) ==
+             outcome_of(errc::bind_failed));
   BOOST_TEST(std::filesystem::is_socket(stale));
 
   // A socket file nobody may connect to: its state cannot be known, so it is kept.

@@ -54,9 +54,7 @@ bool is_metric_name(std::string_view name) {
   return true;
 }
 
-bool is_label_name(std::string_view name) {
-  return is_metric_name(name) && name.find(':') == std::string_view::npos;
-}
+bool is_label_name(std::string_view name) { return is_metric_name(name) && name.find(':') == std::string_view::npos; }
 
 double parse_value(const std::string& text) {
   if (text == "+Inf") return HUGE_VAL;
@@ -360,9 +358,9 @@ BOOST_AUTO_TEST_CASE(histogram_buckets_are_cumulative) {
   s.handoff = &h;
   const exposition families = parse_or_fail(render_metrics(s));
   const std::map<std::string, double> expected{
-      {"1e-06", 4},  {"2.5e-06", 5}, {"5e-06", 5},   {"1e-05", 5},   {"2.5e-05", 5}, {"5e-05", 5}, {"0.0001", 5},
-      {"0.00025", 5}, {"0.0005", 5},  {"0.001", 5},   {"0.0025", 5},  {"0.005", 6},  {"0.01", 6},  {"0.025", 6},
-      {"0.05", 6},    {"0.1", 6},     {"0.25", 6},    {"0.5", 6},     {"1", 7},      {"+Inf", 8}};
+      {"1e-06", 4},   {"2.5e-06", 5}, {"5e-06", 5}, {"1e-05", 5},  {"2.5e-05", 5}, {"5e-05", 5}, {"0.0001", 5},
+      {"0.00025", 5}, {"0.0005", 5},  {"0.001", 5}, {"0.0025", 5}, {"0.005", 6},   {"0.01", 6},  {"0.025", 6},
+      {"0.05", 6},    {"0.1", 6},     {"0.25", 6},  {"0.5", 6},    {"1", 7},       {"+Inf", 8}};
   BOOST_TEST(families.at("prefork_handoff_latency_seconds").samples.size() == expected.size() + 2);
   for (const auto& [le, count] : expected) {
     BOOST_TEST(find_sample(families, "prefork_handoff_latency_seconds_bucket", {{"le", le}}).value == count, le);
@@ -418,16 +416,16 @@ BOOST_AUTO_TEST_CASE(every_family_has_help_and_type_first) {
 BOOST_AUTO_TEST_CASE(parser_rejects_invalid_text) {
   const std::vector<std::string> invalid{
       "",
-      "# HELP a_total x\n# TYPE a_total counter\na_total 1",                      // no final newline
-      "a_total 1\n",                                                              // no HELP/TYPE
-      "# HELP a_total x\na_total 1\n",                                            // no TYPE
-      "# HELP a_total x\n# TYPE a_total counter\na_total one\n",                  // bad value
-      "# HELP a x\n# TYPE a counter\na 1\n",                                      // counter without _total
-      "# HELP g x\n# TYPE g gauge\ng{s=\"a\"} 1\ng{s=\"a\"} 2\n",                 // duplicate series
-      "# HELP g x\n# TYPE g gauge\ng{s=a} 1\n",                                   // unquoted label
-      "# HELP g x\n# TYPE g gauge\n# HELP h x\n# TYPE h gauge\nh 1\ng 1\n",       // not grouped
+      "# HELP a_total x\n# TYPE a_total counter\na_total 1",                 // no final newline
+      "a_total 1\n",                                                         // no HELP/TYPE
+      "# HELP a_total x\na_total 1\n",                                       // no TYPE
+      "# HELP a_total x\n# TYPE a_total counter\na_total one\n",             // bad value
+      "# HELP a x\n# TYPE a counter\na 1\n",                                 // counter without _total
+      "# HELP g x\n# TYPE g gauge\ng{s=\"a\"} 1\ng{s=\"a\"} 2\n",            // duplicate series
+      "# HELP g x\n# TYPE g gauge\ng{s=a} 1\n",                              // unquoted label
+      "# HELP g x\n# TYPE g gauge\n# HELP h x\n# TYPE h gauge\nh 1\ng 1\n",  // not grouped
       "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n",
-      "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n",  // no +Inf
+      "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n",     // no +Inf
       "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 1\n",  // count differs
   };
   for (const std::string& text : invalid) {

@@ -32,16 +32,16 @@ constexpr auto test_timeout = 5s;
 const std::string metrics_text = "# HELP x_total A test.\n# TYPE x_total counter\nx_total 1\n";
 
 struct client_plan {
-  std::string send;                   // written at once (may be empty)
-  bool close_after_send = false;      // close the client right after sending
-  bool shutdown_after_send = false;   // half-close after sending
+  std::string send;                         // written at once (may be empty)
+  bool close_after_send = false;            // close the client right after sending
+  bool shutdown_after_send = false;         // half-close after sending
   std::chrono::milliseconds read_delay{0};  // waits before reading the answer
 };
 
 struct outcome {
   bool server_done = false;
   bool client_done = false;
-  std::string received;             // everything read until EOF
+  std::string received;  // everything read until EOF
   clock_type::duration server_elapsed{};
   int render_calls = 0;
   std::exception_ptr server_error;
@@ -96,9 +96,8 @@ outcome exchange(client_plan plan, std::chrono::milliseconds timeout = 2000ms, c
   asio::io_context io;
   auto [server, client] = socket_pair(io);
   outcome out;
-  asio::co_spawn(io, run_server(std::move(server), timeout, text, out), [&out](std::exception_ptr e) {
-    out.server_error = e;
-  });
+  asio::co_spawn(io, run_server(std::move(server), timeout, text, out),
+                 [&out](std::exception_ptr e) { out.server_error = e; });
   asio::co_spawn(io, run_client(std::move(client), std::move(plan), out), [](std::exception_ptr e) {
     if (e) std::rethrow_exception(e);
   });
@@ -160,9 +159,9 @@ BOOST_AUTO_TEST_CASE(other_paths_are_404) {
 }
 
 BOOST_AUTO_TEST_CASE(other_methods_are_405) {
-  for (const char* request : {"POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
-                              "OPTIONS /metrics HTTP/1.1\r\n\r\n", "DELETE /metrics HTTP/1.1\r\n\r\n",
-                              "BREW /metrics HTTP/1.1\r\n\r\n"}) {
+  for (const char* request :
+       {"POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", "OPTIONS /metrics HTTP/1.1\r\n\r\n",
+        "DELETE /metrics HTTP/1.1\r\n\r\n", "BREW /metrics HTTP/1.1\r\n\r\n"}) {
     const outcome out = exchange({request});
     BOOST_TEST(status_line(out.received) == "HTTP/1.1 405 Method Not Allowed", request);
     BOOST_TEST(has_header(out.received, "Allow: GET, HEAD"));
@@ -171,7 +170,8 @@ BOOST_AUTO_TEST_CASE(other_methods_are_405) {
 }
 
 BOOST_AUTO_TEST_CASE(malformed_head_is_400) {
-  for (const char* request : {"hello\r\n\r\n", "GET /metrics HTTP/9.9\r\n\r\n", "GET /metrics HTTP/1.1\r\nbad header\r\n\r\n"}) {
+  for (const char* request :
+       {"hello\r\n\r\n", "GET /metrics HTTP/9.9\r\n\r\n", "GET /metrics HTTP/1.1\r\nbad header\r\n\r\n"}) {
     const outcome out = exchange({request});
     BOOST_TEST(status_line(out.received) == "HTTP/1.1 400 Bad Request", request);
     BOOST_TEST(out.render_calls == 0);
@@ -256,11 +256,10 @@ BOOST_AUTO_TEST_CASE(render_exception_propagates) {
   std::exception_ptr error;
   bool done = false;
   auto throwing_render = []() -> std::string { throw std::runtime_error("render failed"); };
-  asio::co_spawn(io, serve_metrics_connection(std::move(server), throwing_render, 1000ms),
-                 [&](std::exception_ptr e) {
-                   error = e;
-                   done = true;
-                 });
+  asio::co_spawn(io, serve_metrics_connection(std::move(server), throwing_render, 1000ms), [&](std::exception_ptr e) {
+    error = e;
+    done = true;
+  });
   const std::string request = "GET /metrics HTTP/1.1\r\n\r\n";
   asio::write(client, asio::buffer(request));
   io.run_for(test_timeout);

@@ -26,8 +26,7 @@ BOOST_AUTO_TEST_CASE(schedule_doubles_and_caps) {
   BOOST_TEST(backoff.streak() == 0u);
   std::vector<long> delays;
   for (int i = 0; i < 12; ++i) delays.push_back(backoff.on_exit(10ms).count());
-  const std::vector<long> expected{100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600,
-                                   30000, 30000, 30000};
+  const std::vector<long> expected{100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000, 30000};
   BOOST_TEST(delays == expected, boost::test_tools::per_element());
   BOOST_TEST(backoff.streak() == 12u);
 }
@@ -98,7 +97,7 @@ BOOST_AUTO_TEST_CASE(negative_durations_count_as_zero) {
   prefork::detail::restart_backoff backoff{make_config(-5ms, -100ms, -1ms)};
   BOOST_TEST(backoff.on_exit(-1ms) == 0ms);  // below min_uptime 0: young
   BOOST_TEST(backoff.streak() == 1u);
-  BOOST_TEST(backoff.on_exit(0ms) == 0ms);   // at min_uptime 0: long-lived
+  BOOST_TEST(backoff.on_exit(0ms) == 0ms);  // at min_uptime 0: long-lived
   BOOST_TEST(backoff.streak() == 0u);
 }
 

@@ -122,11 +122,7 @@ std::string unique_abstract_name() {
 
 void check_round_trip(systemd_notifier& notifier, fake_manager& manager) {
   const std::vector<std::string> messages{
-      "READY=1",
-      "READY=1\nSTATUS=4 workers ready",
-      reloading_message(123456789),
-      "STOPPING=1",
-      "WATCHDOG=1",
+      "READY=1",      "READY=1\nSTATUS=4 workers ready", reloading_message(123456789), "STOPPING=1", "WATCHDOG=1",
       "MAINPID=4242",
   };
   for (const std::string& message : messages) {
@@ -267,8 +263,8 @@ BOOST_AUTO_TEST_CASE(watchdog_interval_is_half_of_watchdog_usec) {
 BOOST_AUTO_TEST_CASE(invalid_watchdog_usec_disables_the_watchdog) {
   environment_guard env;
   env.set("NOTIFY_SOCKET", unique_abstract_name());
-  for (const char* value : {"", "0", "-5", "+5", " 5", "5 ", "12x", "abc", "1.5", "0x10",
-                            "99999999999999999999999", "9223372036854775808"}) {
+  for (const char* value : {"", "0", "-5", "+5", " 5", "5 ", "12x", "abc", "1.5", "0x10", "99999999999999999999999",
+                            "9223372036854775808"}) {
     env.set("WATCHDOG_USEC", value);
     const systemd_notifier notifier = systemd_notifier::from_environment();
     BOOST_TEST(notifier.enabled());

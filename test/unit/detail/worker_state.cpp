@@ -16,12 +16,10 @@ using pd::worker_event;
 
 namespace {
 
-constexpr std::array all_states{pd::worker_state::starting, pd::worker_state::ready,
-                                pd::worker_state::draining, pd::worker_state::paused,
-                                pd::worker_state::backoff,  pd::worker_state::gone};
-constexpr std::array all_events{worker_event::ready_received, worker_event::pause,
-                                worker_event::resume,         worker_event::drain,
-                                worker_event::exited,         worker_event::backoff_elapsed};
+constexpr std::array all_states{pd::worker_state::starting, pd::worker_state::ready,   pd::worker_state::draining,
+                                pd::worker_state::paused,   pd::worker_state::backoff, pd::worker_state::gone};
+constexpr std::array all_events{worker_event::ready_received, worker_event::pause,  worker_event::resume,
+                                worker_event::drain,          worker_event::exited, worker_event::backoff_elapsed};
 
 // Every valid transition; any (state, event) pair not listed must be rejected.
 const std::map<std::pair<pd::worker_state, worker_event>, pd::worker_state> valid{
@@ -98,9 +96,8 @@ BOOST_AUTO_TEST_CASE(out_of_range_values_are_rejected) {
 
 BOOST_AUTO_TEST_CASE(a_whole_life) {
   auto state = pd::worker_state::backoff;
-  for (auto event : {worker_event::backoff_elapsed, worker_event::ready_received,
-                     worker_event::pause, worker_event::resume, worker_event::drain,
-                     worker_event::exited}) {
+  for (auto event : {worker_event::backoff_elapsed, worker_event::ready_received, worker_event::pause,
+                     worker_event::resume, worker_event::drain, worker_event::exited}) {
     const auto next = pd::next_state(state, event);
     BOOST_TEST_REQUIRE(next.has_value(), name(state, event));
     state = *next;
@@ -110,8 +107,7 @@ BOOST_AUTO_TEST_CASE(a_whole_life) {
 
 BOOST_AUTO_TEST_CASE(only_ready_takes_new_connections) {
   for (auto state : all_states)
-    BOOST_TEST(pd::takes_new_connections(state) == (state == pd::worker_state::ready),
-               pd::to_string(state));
+    BOOST_TEST(pd::takes_new_connections(state) == (state == pd::worker_state::ready), pd::to_string(state));
 }
 
 BOOST_AUTO_TEST_CASE(recycle_threshold_disabled) {
@@ -145,8 +141,7 @@ BOOST_AUTO_TEST_CASE(recycle_threshold_with_jitter) {
 
 BOOST_AUTO_TEST_CASE(recycle_threshold_extremes_do_not_overflow) {
   const auto top = static_cast<std::uint64_t>(LONG_MAX);
-  BOOST_TEST(pd::recycle_threshold(LONG_MAX, LONG_MAX, UINT64_MAX) ==
-             top + UINT64_MAX % (top + 1));
+  BOOST_TEST(pd::recycle_threshold(LONG_MAX, LONG_MAX, UINT64_MAX) == top + UINT64_MAX % (top + 1));
   BOOST_TEST(pd::recycle_threshold(LONG_MAX, 0, UINT64_MAX) == top);
 }
 

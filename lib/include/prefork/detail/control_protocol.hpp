@@ -46,11 +46,11 @@ std::string_view to_string(control_command command) noexcept;
 /// their defaults.
 struct control_request {
   control_command command = control_command::ping;
-  std::uint64_t workers = 0;                   // scale: 1..max_scale_workers
-  bool wait = false;                           // reload
-  stop_kind stop = stop_kind::graceful;        // stop: `graceful` (default true)
-  std::int64_t worker_id = 0;                  // kill_worker, pause_worker, resume_worker
-  kill_signal signal = kill_signal::term;      // kill_worker: "TERM" (default) or "KILL"
+  std::uint64_t workers = 0;               // scale: 1..max_scale_workers
+  bool wait = false;                       // reload
+  stop_kind stop = stop_kind::graceful;    // stop: `graceful` (default true)
+  std::int64_t worker_id = 0;              // kill_worker, pause_worker, resume_worker
+  kill_signal signal = kill_signal::term;  // kill_worker: "TERM" (default) or "KILL"
 };
 
 /// Error codes of SPEC section 3.
@@ -108,10 +108,10 @@ class control_line_reader {
  private:
   std::size_t max_line_;
   std::vector<char> buffer_;
-  std::size_t begin_ = 0;       // first byte not yet consumed
-  std::size_t end_ = 0;         // one past the last received byte
-  std::size_t scanned_ = 0;     // bytes in [begin_, scanned_) hold no newline
-  bool discarding_ = false;     // inside a too long line, dropping bytes up to a newline
+  std::size_t begin_ = 0;    // first byte not yet consumed
+  std::size_t end_ = 0;      // one past the last received byte
+  std::size_t scanned_ = 0;  // bytes in [begin_, scanned_) hold no newline
+  bool discarding_ = false;  // inside a too long line, dropping bytes up to a newline
 };
 
 }  // namespace prefork::detail

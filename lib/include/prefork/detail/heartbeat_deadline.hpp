@@ -14,8 +14,7 @@ class heartbeat_deadline {
   using time_point = clock::time_point;
 
   /// A worker started at `started` must send its first heartbeat within `timeout`.
-  heartbeat_deadline(duration timeout, time_point started) noexcept
-      : timeout_(timeout), last_seen_(started) {}
+  heartbeat_deadline(duration timeout, time_point started) noexcept : timeout_(timeout), last_seen_(started) {}
 
   /// A heartbeat (or any sign of life) arrived at `when`. A time older than the last one
   /// seen is ignored: the deadline never moves back.
@@ -26,9 +25,7 @@ class heartbeat_deadline {
 
   /// How long the worker has been silent at `now` (zero if `now` precedes the last sign
   /// of life); for logs and `last_heartbeat_ms`.
-  duration silence(time_point now) const noexcept {
-    return now > last_seen_ ? now - last_seen_ : duration::zero();
-  }
+  duration silence(time_point now) const noexcept { return now > last_seen_ ? now - last_seen_ : duration::zero(); }
 
   /// When the worker expires unless it is seen again: last sign of life + timeout.
   time_point deadline() const noexcept { return last_seen_ + timeout_; }

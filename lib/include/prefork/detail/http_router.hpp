@@ -36,9 +36,9 @@ enum class after_response { keep_alive, close };
 struct http_response {
   unsigned status = 200;
   std::string_view content_type = "text/plain; charset=utf-8";  // omitted when empty
-  std::string_view extra_headers;  // zero or more complete lines: "Allow: GET, HEAD\r\n"
-  std::string_view body;           // static text, `storage`, or a view into the request
-  std::string storage;             // scratch that body or extra_headers may point into
+  std::string_view extra_headers;                               // zero or more complete lines: "Allow: GET, HEAD\r\n"
+  std::string_view body;                                        // static text, `storage`, or a view into the request
+  std::string storage;                                          // scratch that body or extra_headers may point into
   after_response after = after_response::keep_alive;
 
   void reset() noexcept {
@@ -60,10 +60,9 @@ enum class route_result {
 /// Maps a request to a response. Plain function pointers: no allocation, no Beast.
 /// A route may throw; the exception ends the connection (the worker logs it).
 struct http_router {
-  using route_fn = route_result (*)(const http_request& request, http_response& response,
-                                    connection& conn);
-  using deferred_fn = boost::asio::awaitable<void> (*)(const http_request& request,
-                                                       http_response& response, connection& conn);
+  using route_fn = route_result (*)(const http_request& request, http_response& response, connection& conn);
+  using deferred_fn = boost::asio::awaitable<void> (*)(const http_request& request, http_response& response,
+                                                       connection& conn);
   route_fn route = nullptr;
   deferred_fn route_deferred = nullptr;  // required if route can return deferred
 };

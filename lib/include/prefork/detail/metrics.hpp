@@ -22,21 +22,21 @@ class latency_histogram {
 
   /// Upper bounds of the finite buckets, ascending.
   static constexpr std::array<std::chrono::nanoseconds, bucket_count> upper_bounds{
-      std::chrono::nanoseconds(1'000),       std::chrono::nanoseconds(2'500),
-      std::chrono::nanoseconds(5'000),       std::chrono::nanoseconds(10'000),
-      std::chrono::nanoseconds(25'000),      std::chrono::nanoseconds(50'000),
-      std::chrono::nanoseconds(100'000),     std::chrono::nanoseconds(250'000),
-      std::chrono::nanoseconds(500'000),     std::chrono::nanoseconds(1'000'000),
-      std::chrono::nanoseconds(2'500'000),   std::chrono::nanoseconds(5'000'000),
-      std::chrono::nanoseconds(10'000'000),  std::chrono::nanoseconds(25'000'000),
-      std::chrono::nanoseconds(50'000'000),  std::chrono::nanoseconds(100'000'000),
-      std::chrono::nanoseconds(250'000'000), std::chrono::nanoseconds(500'000'000),
+      std::chrono::nanoseconds(1'000),        std::chrono::nanoseconds(2'500),
+      std::chrono::nanoseconds(5'000),        std::chrono::nanoseconds(10'000),
+      std::chrono::nanoseconds(25'000),       std::chrono::nanoseconds(50'000),
+      std::chrono::nanoseconds(100'000),      std::chrono::nanoseconds(250'000),
+      std::chrono::nanoseconds(500'000),      std::chrono::nanoseconds(1'000'000),
+      std::chrono::nanoseconds(2'500'000),    std::chrono::nanoseconds(5'000'000),
+      std::chrono::nanoseconds(10'000'000),   std::chrono::nanoseconds(25'000'000),
+      std::chrono::nanoseconds(50'000'000),   std::chrono::nanoseconds(100'000'000),
+      std::chrono::nanoseconds(250'000'000),  std::chrono::nanoseconds(500'000'000),
       std::chrono::nanoseconds(1'000'000'000)};
 
   /// The same bounds in seconds as Prometheus `le` label values ("1e-06" ... "1").
   static constexpr std::array<std::string_view, bucket_count> upper_bound_labels{
-      "1e-06", "2.5e-06", "5e-06", "1e-05", "2.5e-05", "5e-05", "0.0001", "0.00025", "0.0005", "0.001",
-      "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1"};
+      "1e-06",  "2.5e-06", "5e-06", "1e-05", "2.5e-05", "5e-05", "0.0001", "0.00025", "0.0005", "0.001",
+      "0.0025", "0.005",   "0.01",  "0.025", "0.05",    "0.1",   "0.25",   "0.5",     "1"};
 
   /// Counts one observation; a negative latency counts as 0.
   void record(std::chrono::nanoseconds latency) noexcept;
