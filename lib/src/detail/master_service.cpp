@@ -104,18 +104,7 @@ void master::accept_metrics() {
 
 std::string master::render_metrics_text() {
   metrics_snapshot snapshot;
-  snapshot.accepted = stats_.accepted;
-  snapshot.dispatched = stats_.dispatched;
-  snapshot.redispatched = stats_.redispatched;
-  snapshot.migrated = stats_.migrated;
-  snapshot.lost = stats_.lost;
-  snapshot.accept_pauses = stats_.accept_pauses;
-  snapshot.worker_exits = stats_.worker_exits;
-  snapshot.worker_crashes = stats_.worker_crashes;
-  snapshot.worker_timeouts = stats_.worker_timeouts;
-  snapshot.worker_recycled = stats_.worker_recycled;
-  snapshot.reloads = stats_.reloads;
-  snapshot.requests = stats_.requests;
+  static_cast<master_stats&>(snapshot) = stats_;
   for (const auto& record : records_) ++snapshot.workers_by_state[std::string(to_string(record->state))];
   snapshot.desired_workers = static_cast<std::uint64_t>(desired_);
   snapshot.generation = generation_;

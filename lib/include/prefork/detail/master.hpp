@@ -6,6 +6,7 @@
 #include "prefork/app.hpp"
 #include "prefork/config.hpp"
 #include "prefork/detail/listener.hpp"
+#include "prefork/detail/master_stats.hpp"
 #include "prefork/dispatch.hpp"
 
 #include <boost/system/result.hpp>
@@ -20,22 +21,6 @@
 #include <vector>
 
 namespace prefork::detail {
-
-/// Counters since the master started, kept across worker restarts (SPEC `stats`).
-struct master_stats {
-  std::uint64_t accepted = 0;
-  std::uint64_t dispatched = 0;
-  std::uint64_t redispatched = 0;
-  std::uint64_t migrated = 0;
-  std::uint64_t lost = 0;
-  std::uint64_t accept_pauses = 0;
-  std::uint64_t worker_exits = 0;
-  std::uint64_t worker_crashes = 0;
-  std::uint64_t worker_timeouts = 0;
-  std::uint64_t worker_recycled = 0;
-  std::uint64_t reloads = 0;
-  std::uint64_t requests = 0;
-};
 
 /// What the master needs from the program around it.
 struct master_hooks {

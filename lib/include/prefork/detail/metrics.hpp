@@ -3,6 +3,8 @@
 // exposition format 0.0.4.
 #pragma once
 
+#include "prefork/detail/master_stats.hpp"
+
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -56,20 +58,8 @@ class latency_histogram {
 };
 
 /// Everything render_metrics() prints, copied out of the master at scrape time.
-struct metrics_snapshot {
-  // Counters since the master started (SPEC `stats`).
-  std::uint64_t accepted = 0;
-  std::uint64_t dispatched = 0;
-  std::uint64_t redispatched = 0;
-  std::uint64_t migrated = 0;
-  std::uint64_t lost = 0;
-  std::uint64_t accept_pauses = 0;
-  std::uint64_t worker_exits = 0;
-  std::uint64_t worker_crashes = 0;
-  std::uint64_t worker_timeouts = 0;
-  std::uint64_t worker_recycled = 0;
-  std::uint64_t reloads = 0;
-  std::uint64_t requests = 0;
+/// The counters are master_stats' (the SPEC `stats`).
+struct metrics_snapshot : master_stats {
   // Workers per state name. The five SPEC states (starting, ready, draining, paused,
   // backoff) are always printed, 0 when absent; any other name is printed too.
   std::map<std::string, std::uint64_t, std::less<>> workers_by_state;

@@ -1,0 +1,24 @@
+// The master's counters (SPEC `stats`), shared by the control socket and the metrics.
+#pragma once
+
+#include <cstdint>
+
+namespace prefork::detail {
+
+/// Counters since the master started, kept across worker restarts (SPEC `stats`).
+struct master_stats {
+  std::uint64_t accepted = 0;
+  std::uint64_t dispatched = 0;
+  std::uint64_t redispatched = 0;
+  std::uint64_t migrated = 0;
+  std::uint64_t lost = 0;
+  std::uint64_t accept_pauses = 0;
+  std::uint64_t worker_exits = 0;
+  std::uint64_t worker_crashes = 0;
+  std::uint64_t worker_timeouts = 0;
+  std::uint64_t worker_recycled = 0;
+  std::uint64_t reloads = 0;
+  std::uint64_t requests = 0;
+};
+
+}  // namespace prefork::detail
