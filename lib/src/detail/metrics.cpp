@@ -109,8 +109,7 @@ std::string render_metrics(const metrics_snapshot& snapshot) {
                  snapshot.migrated);
   append_counter(out, "prefork_connections_lost_total", "Accepted connections the master had to close unserved.",
                  snapshot.lost);
-  append_counter(out, "prefork_accept_pauses_total",
-                 "Times accepting paused (no worker could take a connection, or EMFILE/ENFILE).",
+  append_counter(out, "prefork_accept_pauses_total", "Times accepting paused for lack of descriptors (EMFILE, ENFILE).",
                  snapshot.accept_pauses);
   append_counter(out, "prefork_worker_exits_total", "Worker processes that exited, for any reason.",
                  snapshot.worker_exits);
