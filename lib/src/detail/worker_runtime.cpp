@@ -146,12 +146,17 @@ class worker_runtime {
     if (context_.draining()) asio::post(io_, [this] { exit_if_drained(); });
   }
 
+  /// Close reports ride on the next acknowledgement; alone, they wait at most
+  /// close_report_delay. The master's view of open connections (least-connections,
+  /// worker_connections) lags by that much at worst, but under load a close costs no
+  /// frame (and no master wake-up) of its own.
   void schedule_progress() {
     if (progress_scheduled_) return;
     progress_scheduled_ = true;
-    asio::post(io_, [this] {
+    close_report_timer_.expires_after(close_report_delay);
+    close_report_timer_.async_wait([this](boost::system::error_code) {
       progress_scheduled_ = false;
-      send_progress();
+      if (closed_ != reported_closed_) send_progress();
     });
   }
 
@@ -207,6 +212,7 @@ class worker_runtime {
     auto ec = send_frame(channel_.native_handle(), frame_type::progress, as_payload(counters));
     if (ec == asio::error::would_block) return arm_write_wait();
     progress_dirty_ = false;
+    reported_closed_ = counters.closed;
     start_acknowledged();
     if (context_.draining()) asio::post(io_, [this] { exit_if_drained(); });
   }
@@ -274,6 +280,9 @@ class worker_runtime {
   bool progress_dirty_ = false;
   bool progress_scheduled_ = false;
   bool write_wait_armed_;
+  std::uint64_t reported_closed_ = 0;  // `closed` in the last progress frame sent
+  static constexpr std::chrono::milliseconds close_report_delay{1};
+  asio::steady_timer close_report_timer_{io_};
 };
 
 asio::awaitable<void> run_channel_reader(worker_runtime* runtime) {
