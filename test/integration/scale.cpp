@@ -1,9 +1,11 @@
 // Scaling under load (SPEC sections 2, 3 and 7): TTIN/TTOU and the control `scale` change
 // the worker count with zero failed requests, and TTOU never goes below one worker.
+#include "prefork/testing.hpp"
 #include "support/control_helpers.hpp"
 #include "support/lifecycle.hpp"
 #include "support/load.hpp"
 #include "support/procfs.hpp"
+#include "support/server_log.hpp"
 #include "support/server_process.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -20,17 +22,17 @@ namespace json = boost::json;
 
 namespace {
 
-server_options scale_options(int workers) {
-  server_options options;
+prefork::testing::server_options scale_options(int workers) {
+  auto options = boost_test_options();
   options.config["app"] = "testbed";
   options.config["workers"] = workers;
   options.config["graceful_timeout"] = 20;
   return options;
 }
 
-load_options load_on(const server_process& server, load_mode mode, int clients) {
+load_options load_on(const prefork::testing::server& server, load_mode mode, int clients) {
   load_options options;
-  options.target = server.unix_endpoint();
+  options.target = unix_endpoint(server);
   options.clients = clients;
   options.mode = mode;
   options.request_timeout = 10s;
@@ -43,40 +45,43 @@ void require_more_successes(const load_generator& load, std::uint64_t count, con
   BOOST_REQUIRE_MESSAGE(going, "load stalled " << phase << ": " << load.snapshot().summary());
 }
 
-void require_settled(const server_process& server, int desired, const char* phase) {
+void require_settled(prefork::testing::server& server, int desired, const char* phase) {
   std::string why;
   bool settled = wait_settled(server, desired, 30s, &why);
   BOOST_REQUIRE_MESSAGE(settled, phase << ": not settled at " << desired << " workers: " << why << "\n"
-                                       << server.diagnostics());
+                                       << server.log_tail(40));
 }
 
 // Waits until status says `desired` (the master has handled the signal).
-void require_desired(const server_process& server, int desired, const char* phase) {
+void require_desired(prefork::testing::server& server, int desired, const char* phase) {
   long long seen = -1;
   bool reached = wait_until(
       [&] {
-        auto reply = control(server, {{"cmd", "status"}}, 5s);
-        seen = reply && reply->is_object() ? status_workers(reply->as_object(), "desired") : -1;
+        try {
+          seen = status_workers(server.status(), "desired");
+        } catch (const prefork::testing::control_error&) {
+          seen = -1;
+        }
         return seen == desired;
       },
       20s, 20ms);
   BOOST_REQUIRE_MESSAGE(reached, phase << ": desired is " << seen << ", expected " << desired);
 }
 
-void require_clean_stop(server_process& server) {
-  BOOST_REQUIRE(server.signal(SIGTERM));
+void require_clean_stop(prefork::testing::server& server) {
+  BOOST_REQUIRE_NO_THROW(server.signal(SIGTERM));
   auto status = server.wait_exit(30s);
-  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.log_tail(40));
   BOOST_TEST(status->code == 0, status->to_string());
-  auto stopped = server.find_log("stopped");
-  BOOST_REQUIRE_MESSAGE(stopped.size() == 1u, "expected one \"stopped\" line\n" << server.diagnostics());
+  auto stopped = find_log(server, "stopped");
+  BOOST_REQUIRE_MESSAGE(stopped.size() == 1u, "expected one \"stopped\" line\n" << server.log_tail(40));
   BOOST_TEST((log_int(stopped[0], "lost") == 0), json::serialize(stopped[0]));
   BOOST_TEST((log_int(stopped[0], "worker_crashes") == 0), json::serialize(stopped[0]));
-  BOOST_TEST(server.wait_group_gone());
+  BOOST_TEST(wait_group_gone(server.pid()));
 }
 
-bool has_scaling_line(const server_process& server, long long from, long long to) {
-  auto lines = server.find_log("scaling");
+bool has_scaling_line(prefork::testing::server& server, long long from, long long to) {
+  auto lines = find_log(server, "scaling");
   return std::any_of(lines.begin(), lines.end(), [&](const json::object& line) {
     return log_int(line, "from") == from && log_int(line, "to") == to;
   });
@@ -87,17 +92,16 @@ bool has_scaling_line(const server_process& server, long long from, long long to
 BOOST_AUTO_TEST_SUITE(scale)
 
 BOOST_AUTO_TEST_CASE(ttin_then_ttou_under_load) {
-  server_process server(scale_options(2));
-  server.require_ready();
-  auto initial = server.worker_pids();
+  prefork::testing::server server(scale_options(2));
+  auto initial = worker_pids(server);
   load_generator load(load_on(server, load_mode::connection_per_request, 12));
   load_generator keep_alive(load_on(server, load_mode::keep_alive, 4));
   require_more_successes(load, 200, "at start");
 
-  BOOST_REQUIRE(server.signal(SIGTTIN));
+  BOOST_REQUIRE_NO_THROW(server.signal(SIGTTIN));
   require_settled(server, 3, "after TTIN");
   BOOST_TEST(has_scaling_line(server, 2, 3));
-  auto grown = server.worker_pids();
+  auto grown = worker_pids(server);
   BOOST_TEST(std::includes(grown.begin(), grown.end(), initial.begin(), initial.end()),
              "TTIN replaced workers instead of adding one");
   require_more_successes(load, 300, "at 3 workers");
@@ -105,21 +109,21 @@ BOOST_AUTO_TEST_CASE(ttin_then_ttou_under_load) {
   std::vector<pid_t> added;
   std::set_difference(grown.begin(), grown.end(), initial.begin(), initial.end(), std::back_inserter(added));
   BOOST_REQUIRE_EQUAL(added.size(), 1u);
-  auto records = control_workers(server);
+  auto records = server.workers();
   auto record = std::find_if(records.begin(), records.end(), [&](const json::value& entry) {
     return json_int(entry.as_object(), "pid").value_or(-1) == added.front();
   });
   BOOST_REQUIRE(record != records.end());
   BOOST_TEST(json_int(record->as_object(), "served").value_or(0) > 0, json::serialize(*record));
 
-  BOOST_REQUIRE(server.signal(SIGTTOU));
+  BOOST_REQUIRE_NO_THROW(server.signal(SIGTTOU));
   require_settled(server, 2, "after TTOU");
   BOOST_TEST(has_scaling_line(server, 3, 2));
   require_more_successes(load, 300, "back at 2 workers");
 
   auto result = load.stop();
   auto keep_alive_result = keep_alive.stop();
-  auto stats = control_stats(server);
+  auto stats = server.stats();
   BOOST_TEST_MESSAGE("TTIN/TTOU under load: " << result.summary() << "; keep-alive " << keep_alive_result.summary()
                                               << "; stats " << json::serialize(stats));
   BOOST_TEST(result.total_failures() == 0u, result.summary());
@@ -130,27 +134,33 @@ BOOST_AUTO_TEST_CASE(ttin_then_ttou_under_load) {
 }
 
 BOOST_AUTO_TEST_CASE(scale_via_control_under_load) {
-  server_process server(scale_options(2));
-  server.require_ready();
+  prefork::testing::server server(scale_options(2));
   load_generator load(load_on(server, load_mode::connection_per_request, 12));
   require_more_successes(load, 200, "at start");
 
-  auto up = control_ok(server, {{"cmd", "scale"}, {"workers", 4}});
+  auto up = server.control({{"cmd", "scale"}, {"workers", 4}});
   BOOST_TEST(json::serialize(up) == R"({"desired":4})");
   require_settled(server, 4, "after scale 4");
   BOOST_TEST(has_scaling_line(server, 2, 4));
-  auto records = control_workers(server);
+  auto records = server.workers();
   BOOST_TEST(records.size() == 4u, json::serialize(records));
   for (const auto& entry : records)
     BOOST_TEST(json_string(entry.as_object(), "state") == "ready", json::serialize(entry));
   require_more_successes(load, 300, "at 4 workers");
 
   // A bad request changes nothing and is an error reply.
-  auto error = control_remote_error(server, {{"cmd", "scale"}, {"workers", 0}});
-  BOOST_TEST(error.code == "bad_request", error.code << ": " << error.message);
-  BOOST_TEST(status_workers(control_status(server), "desired") == 4);
+  std::string error_code = "(no error)";
+  try {
+    auto reply = server.control({{"cmd", "scale"}, {"workers", 0}});
+    BOOST_ERROR("scale to 0 was accepted: " << json::serialize(reply));
+  } catch (const prefork::testing::control_error& error) {
+    error_code = error.code();
+    BOOST_TEST_MESSAGE("scale to 0: " << error.code() << ": " << error.what());
+  }
+  BOOST_TEST(error_code == "bad_request");
+  BOOST_TEST(status_workers(server.status(), "desired") == 4);
 
-  auto down = control_ok(server, {{"cmd", "scale"}, {"workers", 1}});
+  auto down = server.control({{"cmd", "scale"}, {"workers", 1}});
   BOOST_TEST(json::serialize(down) == R"({"desired":1})");
   require_settled(server, 1, "after scale 1");
   BOOST_TEST(has_scaling_line(server, 4, 1));
@@ -159,31 +169,30 @@ BOOST_AUTO_TEST_CASE(scale_via_control_under_load) {
   auto result = load.stop();
   BOOST_TEST_MESSAGE("scale via control under load: " << result.summary());
   BOOST_TEST(result.total_failures() == 0u, result.summary());
-  BOOST_TEST(json_int(control_stats(server), "lost").value_or(-1) == 0);
+  BOOST_TEST(json_int(server.stats(), "lost").value_or(-1) == 0);
   require_clean_stop(server);
 }
 
 BOOST_AUTO_TEST_CASE(ttou_never_goes_below_one_worker) {
-  server_process server(scale_options(2));
-  server.require_ready();
+  prefork::testing::server server(scale_options(2));
   load_generator load(load_on(server, load_mode::connection_per_request, 8));
   require_more_successes(load, 200, "at start");
 
-  BOOST_REQUIRE(server.signal(SIGTTOU));
+  BOOST_REQUIRE_NO_THROW(server.signal(SIGTTOU));
   require_desired(server, 1, "after the first TTOU");
   require_settled(server, 1, "after the first TTOU");
   // Each TTOU is handled before the next is sent (pending ones would merge).
   for (int i = 0; i < 3; ++i) {
-    BOOST_REQUIRE(server.signal(SIGTTOU));
+    BOOST_REQUIRE_NO_THROW(server.signal(SIGTTOU));
     std::this_thread::sleep_for(200ms);
-    BOOST_TEST(status_workers(control_status(server), "desired") == 1);
+    BOOST_TEST(status_workers(server.status(), "desired") == 1);
   }
   require_settled(server, 1, "after more TTOUs");
-  BOOST_TEST(server.find_log("scaling").size() == 1u, "a TTOU at one worker logged \"scaling\"");
+  BOOST_TEST(find_log(server, "scaling").size() == 1u, "a TTOU at one worker logged \"scaling\"");
   require_more_successes(load, 300, "at 1 worker");
 
   // Still scalable: TTIN goes to 2 again.
-  BOOST_REQUIRE(server.signal(SIGTTIN));
+  BOOST_REQUIRE_NO_THROW(server.signal(SIGTTIN));
   require_settled(server, 2, "after TTIN");
   BOOST_TEST(has_scaling_line(server, 1, 2));
   require_more_successes(load, 300, "at 2 workers");

@@ -1,8 +1,10 @@
 // preforkd serves the hello app over Unix and TCP listeners (status codes, HEAD,
 // keep-alive, pipelining), and its workers hold nothing but their own channel.
+#include "prefork/testing.hpp"
 #include "support/http_client.hpp"
 #include "support/load.hpp"
 #include "support/procfs.hpp"
+#include "support/server_log.hpp"
 #include "support/server_process.hpp"
 
 #include <boost/json/array.hpp>
@@ -57,66 +59,63 @@ std::string socket_isolation_problem(pid_t master, const std::vector<pid_t>& wor
 BOOST_AUTO_TEST_SUITE(serve)
 
 BOOST_AUTO_TEST_CASE(hello_over_unix_socket) {
-  server_process server;
-  server.require_ready();
+  prefork::testing::server server(boost_test_options());
 
-  auto listening = server.find_log("listening");
+  auto listening = find_log(server, "listening");
   BOOST_REQUIRE_EQUAL(listening.size(), 1u);
   BOOST_TEST(log_string(listening[0], "bind") == "unix:app.sock");
-  BOOST_TEST(log_string(listening[0], "address") == "unix:" + (server.dir() / "app.sock").string());
+  BOOST_TEST(log_string(listening[0], "address") == "unix:" + (server.directory() / "app.sock").string());
 
-  auto response = http_get(server.unix_endpoint(), "/", request_timeout);
+  auto session = server.session();
+  auto response = session.try_request("GET", "/");
   BOOST_REQUIRE_MESSAGE(response.has_value(), response.error().message());
   BOOST_TEST(response->status == 200u);
   BOOST_TEST(response->body == hello_body);
   BOOST_TEST(response->header("Content-Type").value_or("") == "text/plain; charset=utf-8");
 
-  auto health = http_get(server.unix_endpoint(), "/healthz", request_timeout);
+  auto health = session.try_request("GET", "/healthz");
   BOOST_REQUIRE_MESSAGE(health.has_value(), health.error().message());
   BOOST_TEST(health->status == 200u);
   BOOST_TEST(health->body == "ok\n");
 }
 
 BOOST_AUTO_TEST_CASE(hello_over_tcp) {
-  server_options options;
+  auto options = boost_test_options();
   options.config["bind"] = boost::json::array{"unix:app.sock", "127.0.0.1:0"};
-  server_process server(std::move(options));
-  server.require_ready();
+  prefork::testing::server server(std::move(options));
 
-  auto tcp = server.listening_endpoint("127.0.0.1:0");
-  BOOST_REQUIRE_MESSAGE(tcp.has_value(), "no \"listening\" line for 127.0.0.1:0\n" << server.diagnostics());
+  auto tcp = listening_endpoint(server, "127.0.0.1:0");
+  BOOST_REQUIRE_MESSAGE(tcp.has_value(), "no \"listening\" line for 127.0.0.1:0\n" << server.log_tail(40));
   BOOST_TEST((tcp->type == endpoint::kind::tcp));
   BOOST_TEST(tcp->host == "127.0.0.1");
   BOOST_TEST(tcp->port != 0);
 
-  auto response = http_get(*tcp, "/", request_timeout);
+  prefork::testing::http_session session(tcp->to_string(), request_timeout);
+  auto response = session.try_request("GET", "/");
   BOOST_REQUIRE_MESSAGE(response.has_value(), "GET / on " << tcp->to_string() << ": " << response.error().message());
   BOOST_TEST(response->status == 200u);
   BOOST_TEST(response->body == hello_body);
 }
 
 BOOST_AUTO_TEST_CASE(unknown_path_is_404) {
-  server_process server;
-  server.require_ready();
-  auto response = http_get(server.unix_endpoint(), "/no/such/page", request_timeout);
+  prefork::testing::server server(boost_test_options());
+  auto response = server.http().try_request("GET", "/no/such/page");
   BOOST_REQUIRE_MESSAGE(response.has_value(), response.error().message());
   BOOST_TEST(response->status == 404u);
 }
 
 BOOST_AUTO_TEST_CASE(other_method_is_405) {
-  server_process server;
-  server.require_ready();
-  auto response = http_request(server.unix_endpoint(), "DELETE", "/", request_timeout);
+  prefork::testing::server server(boost_test_options());
+  auto response = server.http().try_request("DELETE", "/");
   BOOST_REQUIRE_MESSAGE(response.has_value(), response.error().message());
   BOOST_TEST(response->status == 405u);
   BOOST_TEST(response->header("Allow").value_or("") == "GET, HEAD");
 }
 
 BOOST_AUTO_TEST_CASE(head_has_headers_and_no_body) {
-  server_process server;
-  server.require_ready();
+  prefork::testing::server server(boost_test_options());
   http_connection connection;
-  BOOST_REQUIRE(!connection.connect(server.unix_endpoint(), request_timeout));
+  BOOST_REQUIRE(!connection.connect(unix_endpoint(server), request_timeout));
 
   auto head = connection.request("HEAD", "/", request_timeout);
   BOOST_REQUIRE_MESSAGE(head.has_value(), head.error().message());
@@ -133,10 +132,9 @@ BOOST_AUTO_TEST_CASE(head_has_headers_and_no_body) {
 }
 
 BOOST_AUTO_TEST_CASE(keep_alive_serves_three_requests_on_one_connection) {
-  server_process server;
-  server.require_ready();
+  prefork::testing::server server(boost_test_options());
   http_connection connection;
-  BOOST_REQUIRE(!connection.connect(server.unix_endpoint(), request_timeout));
+  BOOST_REQUIRE(!connection.connect(unix_endpoint(server), request_timeout));
   int fd = connection.native_handle();
   for (int i = 0; i < 3; ++i) {
     auto response = connection.request("GET", "/", request_timeout);
@@ -149,10 +147,9 @@ BOOST_AUTO_TEST_CASE(keep_alive_serves_three_requests_on_one_connection) {
 }
 
 BOOST_AUTO_TEST_CASE(pipelined_requests_are_answered_in_order) {
-  server_process server;
-  server.require_ready();
+  prefork::testing::server server(boost_test_options());
   http_connection connection;
-  BOOST_REQUIRE(!connection.connect(server.unix_endpoint(), request_timeout));
+  BOOST_REQUIRE(!connection.connect(unix_endpoint(server), request_timeout));
   std::string batch = make_request("GET", "/") + make_request("GET", "/healthz") + make_request("GET", "/missing");
   BOOST_REQUIRE(!connection.send(batch, request_timeout));
 
@@ -170,11 +167,10 @@ BOOST_AUTO_TEST_CASE(pipelined_requests_are_answered_in_order) {
 }
 
 BOOST_AUTO_TEST_CASE(concurrent_clients_see_no_failure) {
-  server_process server;
-  server.require_ready();
+  prefork::testing::server server(boost_test_options());
   for (auto mode : {load_mode::connection_per_request, load_mode::keep_alive}) {
     load_options load_config;
-    load_config.target = server.unix_endpoint();
+    load_config.target = unix_endpoint(server);
     load_config.clients = 8;
     load_config.mode = mode;
     load_generator load(load_config);
@@ -189,25 +185,24 @@ BOOST_AUTO_TEST_CASE(concurrent_clients_see_no_failure) {
 }
 
 BOOST_AUTO_TEST_CASE(workers_hold_no_listener_and_no_sibling_channel) {
-  server_options options;
+  auto options = boost_test_options();
   options.config["workers"] = 3;
   options.config["bind"] = boost::json::array{"unix:app.sock", "127.0.0.1:0"};
-  server_process server(std::move(options));
-  server.require_ready();
+  prefork::testing::server server(std::move(options));
 
-  auto workers = server.worker_pids();
+  auto workers = worker_pids(server);
   BOOST_REQUIRE_EQUAL(workers.size(), 3u);
   // The readiness probe's connection may still be closing in a worker: poll briefly.
   std::string problem;
   auto deadline = std::chrono::steady_clock::now() + 3s;
   do {
-    problem = socket_isolation_problem(server.master_pid(), workers);
+    problem = socket_isolation_problem(server.pid(), workers);
     if (problem.empty()) break;
     std::this_thread::sleep_for(50ms);
   } while (std::chrono::steady_clock::now() < deadline);
   BOOST_TEST(problem.empty(), problem);
   // The master holds at least both listeners and one channel end per worker.
-  BOOST_TEST(socket_inodes(server.master_pid()).size() >= 2u + workers.size());
+  BOOST_TEST(socket_inodes(server.pid()).size() >= 2u + workers.size());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

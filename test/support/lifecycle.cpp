@@ -1,6 +1,7 @@
 #include "support/lifecycle.hpp"
 
 #include "support/procfs.hpp"
+#include "support/server_log.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -96,18 +97,7 @@ void rewrite_config(const server_process& server, const json::object& changes) {
   fs::rename(temporary, server.dir() / "preforkd.json");
 }
 
-std::vector<json::object> json_lines_of(const fs::path& file) {
-  std::vector<json::object> lines;
-  std::istringstream in(read_file(file));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line.front() != '{') continue;
-    boost::system::error_code ec;
-    auto value = json::parse(line, ec);
-    if (!ec && value.is_object()) lines.push_back(std::move(value.as_object()));
-  }
-  return lines;
-}
+std::vector<json::object> json_lines_of(const fs::path& file) { return parse_log_lines(read_file(file)); }
 
 std::vector<json::object> find_log_in(const fs::path& file, std::string_view msg) {
   auto lines = json_lines_of(file);

@@ -30,31 +30,6 @@ std::string read_small_file(const fs::path& file) {
   return text.str();
 }
 
-struct process_stat {
-  std::string command;
-  char state = '?';
-  pid_t parent = 0;
-  pid_t group = 0;
-};
-
-// /proc/PID/stat is "pid (comm) state ppid pgrp ..."; comm may hold spaces and
-// parentheses, so fields are counted from the last ')'.
-std::optional<process_stat> read_stat(pid_t pid) {
-  std::string text = read_small_file(fs::path("/proc") / std::to_string(pid) / "stat");
-  auto open = text.find('(');
-  auto close = text.rfind(')');
-  if (open == std::string::npos || close == std::string::npos || close < open) return std::nullopt;
-  process_stat stat;
-  stat.command = text.substr(open + 1, close - open - 1);
-  std::istringstream rest(text.substr(close + 1));
-  long parent = 0;
-  long group = 0;
-  if (!(rest >> stat.state >> parent >> group)) return std::nullopt;
-  stat.parent = static_cast<pid_t>(parent);
-  stat.group = static_cast<pid_t>(group);
-  return stat;
-}
-
 }  // namespace
 
 std::vector<pid_t> children_of(pid_t pid) {
@@ -87,32 +62,6 @@ std::vector<unsigned long> socket_inodes(pid_t pid) {
   }
   std::sort(inodes.begin(), inodes.end());
   return inodes;
-}
-
-std::vector<pid_t> live_group_members(pid_t pgid) {
-  std::vector<pid_t> members;
-  std::error_code ec;
-  fs::directory_iterator processes("/proc", ec);
-  if (ec) return members;
-  for (const auto& entry : processes) {
-    auto pid = parse_number(entry.path().filename().string());
-    if (!pid) continue;
-    auto stat = read_stat(static_cast<pid_t>(*pid));
-    if (stat && stat->group == pgid && stat->state != 'Z' && stat->state != 'X') {
-      members.push_back(static_cast<pid_t>(*pid));
-    }
-  }
-  std::sort(members.begin(), members.end());
-  return members;
-}
-
-std::string describe_process(pid_t pid) {
-  auto stat = read_stat(pid);
-  if (!stat) return std::to_string(pid) + " (gone)";
-  std::ostringstream text;
-  text << pid << " (" << stat->command << ") state " << stat->state << " ppid " << stat->parent << " pgrp "
-       << stat->group;
-  return text.str();
 }
 
 }  // namespace prefork::test_support

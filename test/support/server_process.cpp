@@ -1,6 +1,8 @@
 #include "support/server_process.hpp"
 
+#include "prefork/testing.hpp"
 #include "support/procfs.hpp"
+#include "support/server_log.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -207,21 +209,11 @@ std::optional<exit_status> poll_exit(pid_t pid, std::chrono::milliseconds timeou
   }
 }
 
-bool poll_group_gone(pid_t pgid, std::chrono::milliseconds timeout) {
-  auto deadline = clock_type::now() + timeout;
-  for (;;) {
-    if (::kill(-pgid, 0) != 0 && errno == ESRCH) return true;
-    if (live_group_members(pgid).empty()) return true;
-    if (clock_type::now() >= deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-}
-
 std::string describe_group(pid_t pgid) {
   std::string text;
-  for (pid_t member : live_group_members(pgid)) {
+  for (pid_t member : testing::group_members(pgid)) {
     if (!text.empty()) text += "; ";
-    text += describe_process(member);
+    text += testing::describe_process(member);
   }
   return text;
 }
@@ -315,7 +307,7 @@ run_result run_preforkd(const std::vector<std::string>& args, const fs::path& cw
     poll_exit(pid, 5s);
   }
   // A leftover child of a one-shot command is a bug, but it must not outlive the test.
-  if (!poll_group_gone(pid, 2s)) {
+  if (!test_support::wait_group_gone(pid, 2s)) {
     BOOST_ERROR("preforkd left processes behind: " << describe_group(pid));
     ::kill(-pid, SIGKILL);
   }
@@ -342,7 +334,7 @@ run_result run_command(const std::vector<std::string>& argv, const fs::path& cwd
     ::kill(-pid, SIGKILL);
     poll_exit(pid, 5s);
   }
-  if (!poll_group_gone(pid, 2s)) {
+  if (!test_support::wait_group_gone(pid, 2s)) {
     BOOST_ERROR(argv.front() << " left processes behind: " << describe_group(pid));
     ::kill(-pid, SIGKILL);
   }
@@ -371,11 +363,11 @@ child_process::~child_process() {
       status_ = poll_exit(pid_, 5s);
       if (!status_) BOOST_ERROR("process " << pid_ << " did not die of SIGKILL within 5 s");
     }
-    if (!poll_group_gone(pid_, 2s)) {
+    if (!test_support::wait_group_gone(pid_, 2s)) {
       BOOST_ERROR("processes of group " << pid_
                                         << " are still alive 2 s after its leader exited: " << describe_group(pid_));
       ::kill(-pid_, SIGKILL);
-      poll_group_gone(pid_, 2s);
+      test_support::wait_group_gone(pid_, 2s);
     }
   } catch (const std::exception& e) {
     BOOST_ERROR("child_process cleanup: " << e.what());
@@ -403,7 +395,9 @@ bool child_process::signal_group(int sig) {
   return ::kill(-pid_, sig) == 0;
 }
 
-bool child_process::wait_group_gone(std::chrono::milliseconds timeout) { return poll_group_gone(pid_, timeout); }
+bool child_process::wait_group_gone(std::chrono::milliseconds timeout) {
+  return test_support::wait_group_gone(pid_, timeout);
+}
 
 json::object default_test_config() {
   json::object config;
@@ -436,12 +430,12 @@ void server_process::cleanup() noexcept {
       status_ = poll_exit(pid_, 5s);
       if (!status_) BOOST_ERROR("preforkd master " << pid_ << " did not die of SIGKILL within 5 s");
     }
-    if (!poll_group_gone(pid_, 2s)) {
+    if (!test_support::wait_group_gone(pid_, 2s)) {
       BOOST_ERROR("processes of preforkd's group "
                   << pid_ << " are still alive 2 s after the master exited: " << describe_group(pid_));
       // Live members keep the group id reserved, so this kill reaches only them.
       ::kill(-pid_, SIGKILL);
-      poll_group_gone(pid_, 2s);
+      test_support::wait_group_gone(pid_, 2s);
     }
     if (current_test_failed()) {
       BOOST_TEST_MESSAGE("preforkd in " << dir().string() << " ended with "
@@ -475,7 +469,9 @@ std::optional<exit_status> server_process::wait_exit(std::chrono::milliseconds t
   return status_;
 }
 
-bool server_process::wait_group_gone(std::chrono::milliseconds timeout) { return poll_group_gone(pid_, timeout); }
+bool server_process::wait_group_gone(std::chrono::milliseconds timeout) {
+  return test_support::wait_group_gone(pid_, timeout);
+}
 
 std::vector<pid_t> server_process::worker_pids() {
   if (!running()) return {};
@@ -563,18 +559,7 @@ void server_process::require_ready(std::chrono::milliseconds timeout) {
   BOOST_REQUIRE_MESSAGE(ready, why);
 }
 
-std::vector<json::object> server_process::log_lines() const {
-  std::vector<json::object> lines;
-  std::istringstream in(stderr_text());
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line.front() != '{') continue;
-    boost::system::error_code ec;
-    auto value = json::parse(line, ec);
-    if (!ec && value.is_object()) lines.push_back(std::move(value.as_object()));
-  }
-  return lines;
-}
+std::vector<json::object> server_process::log_lines() const { return parse_log_lines(stderr_text()); }
 
 std::vector<json::object> server_process::find_log(std::string_view msg) const {
   auto lines = log_lines();
