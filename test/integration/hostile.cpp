@@ -565,7 +565,7 @@ BOOST_AUTO_TEST_CASE(silent_connections_are_closed_after_request_timeout) {
   auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started);
   BOOST_TEST_MESSAGE("silent connections closed after " << elapsed.count() << " ms");
   BOOST_TEST(elapsed >= 800ms, "closed before request_timeout (1 s): " << elapsed.count() << " ms");
-  BOOST_TEST(elapsed < 3500ms, "closed long after request_timeout (1 s): " << elapsed.count() << " ms");
+  BOOST_TEST(elapsed < 5000ms, "closed long after request_timeout (1 s): " << elapsed.count() << " ms");
   require_healthy(server, workers);
 }
 
@@ -780,7 +780,7 @@ BOOST_AUTO_TEST_CASE(control_socket_abuse_leaves_the_master_healthy) {
     auto pong = prefork::control_call(server.dir() / "ctl.sock", {{"cmd", "ping"}}, control_timeout);
     auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started);
     BOOST_REQUIRE_MESSAGE(pong.has_value(), "ping while a client does not read: " << pong.error().message);
-    BOOST_TEST(took < 1000ms, "ping took " << took.count() << " ms while a client does not read");
+    BOOST_TEST(took < 3000ms, "ping took " << took.count() << " ms while a client does not read");
     auto response = http_get(server.unix_endpoint(), "/", request_timeout);
     BOOST_TEST((response && response->status == 200u));
   }
