@@ -1,6 +1,8 @@
 #include "prefork/cli.hpp"
 
+#include "prefork/detail/parse_options.hpp"
 #include <boost/json.hpp>
+
 #include <boost/program_options.hpp>
 
 #include <sstream>
@@ -50,25 +52,11 @@ json::value workers_value(const std::string& text) {
 }  // namespace
 
 boost::system::result<command_line, config_error> parse_command_line(int argc, const char* const* argv) {
-  if (argc < 1) return command_line{};  // no argv[0]: nothing to parse (execve with argc 0)
-  po::variables_map values;
-  try {
-    // No prefix guessing: "--check" must not silently mean --check-config.
-    const auto style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
-    const auto options = option_descriptions();  // `parsed` points into it
-    const auto parsed = po::command_line_parser(argc, argv).options(options).style(style).run();
-    // Without a positional description Program_options keeps stray words and store() drops
-    // them; preforkd takes none, so say which one was not understood.
-    for (const auto& option : parsed.options) {
-      if (option.position_key != -1 && !option.value.empty()) {
-        return config_error{"unexpected argument '" + option.value.front() + "'"};
-      }
-    }
-    po::store(parsed, values);
-    po::notify(values);
-  } catch (const po::error& error) {
-    return config_error{error.what()};
-  }
+  if (argc < 1) return command_line{};              // no argv[0]: nothing to parse (execve with argc 0)
+  const auto descriptions = option_descriptions();  // the parsed values point into it
+  auto parsed = detail::parse_options(argc, argv, descriptions);
+  if (!parsed) return parsed.error();
+  const po::variables_map& values = *parsed;
 
   command_line command;
   if (values.count("config") != 0) command.config_file = values["config"].as<std::string>();

@@ -1,6 +1,8 @@
 #include "prefork/bench.hpp"
 #include "prefork/bind_address.hpp"
 
+#include "prefork/detail/parse_options.hpp"
+
 #include <boost/program_options.hpp>
 
 #include <charconv>
@@ -71,21 +73,10 @@ boost::system::result<bench_mix, config_error> parse_mix(std::string_view text) 
 }  // namespace
 
 boost::system::result<bench_command, config_error> parse_bench_command_line(int argc, const char* const* argv) {
-  po::variables_map values;
-  try {
-    const auto style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
-    const auto options = option_descriptions();  // `parsed` points into it
-    const auto parsed = po::command_line_parser(argc, argv).options(options).style(style).run();
-    for (const auto& option : parsed.options) {
-      if (option.position_key != -1 && !option.value.empty()) {
-        return config_error{"unexpected argument '" + option.value.front() + "'"};
-      }
-    }
-    po::store(parsed, values);
-    po::notify(values);
-  } catch (const po::error& error) {
-    return config_error{error.what()};
-  }
+  const auto descriptions = option_descriptions();  // the parsed values point into it
+  auto parsed = detail::parse_options(argc, argv, descriptions);
+  if (!parsed) return parsed.error();
+  const po::variables_map& values = *parsed;
 
   bench_command command;
   if (values.count("help") != 0) {
