@@ -29,8 +29,13 @@ bool master::accept_ready(std::size_t listener_index) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         ++stats_.accept_pauses;
-        log_warning("accept paused: out of descriptors",
-                    {{"address", slot.info.address}, {"error", std::strerror(errno)}});
+        // A master out of descriptors pauses every 100 ms: one line a second says so.
+        if (auto now = steady_clock::now(); now - last_pause_logged_ >= std::chrono::seconds(1)) {
+          last_pause_logged_ = now;
+          log_warning(
+              "accept paused: out of descriptors",
+              {{"address", slot.info.address}, {"error", std::strerror(errno)}, {"pauses", stats_.accept_pauses}});
+        }
         out_of_descriptors = true;
         break;
       }
@@ -134,17 +139,19 @@ void master::flush(worker_record& record) {
 
 void master::refresh_loads() {
   loads_.resize(records_.size());
-  for (auto& record : records_) refresh_load(*record);
+  for (std::size_t i = 0; i < records_.size(); ++i) {
+    records_[i]->slot = i;
+    refresh_load(*records_[i]);
+  }
 }
 
 void master::refresh_load(const worker_record& record) {
-  for (std::size_t i = 0; i < records_.size(); ++i) {
-    if (records_[i].get() != &record) continue;
-    loads_[i].open = static_cast<std::uint32_t>(std::min<std::uint64_t>(record.open(), UINT32_MAX));
-    loads_[i].accepting = takes_new_connections(record.state) && record.channel && !stopping_ &&
-                          record.open() < static_cast<std::uint64_t>(record.settings->worker_connections);
-    return;
-  }
+  // On the hot path (every dispatch and acknowledgement): the record knows its slot.
+  if (record.slot >= records_.size() || records_[record.slot].get() != &record) return;  // removed
+  worker_load& load = loads_[record.slot];
+  load.open = static_cast<std::uint32_t>(std::min<std::uint64_t>(record.open(), UINT32_MAX));
+  load.accepting = takes_new_connections(record.state) && record.channel && !stopping_ &&
+                   record.open() < static_cast<std::uint64_t>(record.settings->worker_connections);
 }
 
 void master::on_capacity_maybe_restored() {

@@ -64,6 +64,7 @@ struct worker_record {
   bool write_wait_armed = false;
   bool counts_toward_desired = true;  // false once draining or being replaced
   int replaces = 0;                   // id of the worker this one replaces once ready (recycling), or 0
+  std::size_t slot = 0;               // its index in the master's records_ and loads_ (set by refresh_loads)
   std::vector<std::byte> receive_buffer;
 
   std::uint64_t open() const noexcept { return assigned - progress.closed; }
@@ -231,6 +232,7 @@ class master final : public control_target {
   std::optional<process_handle> successor_;
   std::optional<asio::posix::stream_descriptor> successor_ready_pipe_;
   steady_clock::time_point started_ = steady_clock::now();
+  steady_clock::time_point last_pause_logged_{};
 };
 
 /// Starts the accept loop of listener `index` (master.cpp).
