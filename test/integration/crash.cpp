@@ -6,7 +6,7 @@
 #include "support/lifecycle.hpp"
 #include "support/load.hpp"
 #include "support/procfs.hpp"
-#include "support/server_log.hpp"
+#include "support/server_helpers.hpp"
 #include "support/server_process.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -65,7 +65,7 @@ BOOST_AUTO_TEST_CASE(sigkill_of_a_worker_under_load_loses_nothing) {
   BOOST_REQUIRE_EQUAL(fresh.size(), 1u);
   pid_t replacement = fresh.front();
 
-  auto ready = wait_for_log(server, "worker ready", 10s,
+  auto ready = server.wait_for_log("worker ready", 10s,
                             [&](const boost::json::object& line) { return event_pid(line) == replacement; });
   BOOST_REQUIRE_MESSAGE(ready.has_value(), "the replacement never logged \"worker ready\"\n" << server.log_tail(40));
   auto ready_after = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - killed_at);
@@ -122,7 +122,7 @@ BOOST_AUTO_TEST_CASE(sigkill_of_a_worker_under_load_loses_nothing) {
   }
   held.clear();
 
-  auto exited = find_log(server, "worker exited");
+  auto exited = server.find_log("worker exited");
   auto victim_line = std::find_if(exited.begin(), exited.end(),
                                   [&](const boost::json::object& line) { return event_pid(line) == victim; });
   BOOST_REQUIRE_MESSAGE(victim_line != exited.end(), "no \"worker exited\" line for " << victim << "\n"
@@ -133,7 +133,7 @@ BOOST_AUTO_TEST_CASE(sigkill_of_a_worker_under_load_loses_nothing) {
   auto status = server.wait_exit(30s);
   BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.log_tail(40));
   BOOST_TEST(status->code == 0, status->to_string());
-  auto stopped = find_log(server, "stopped");
+  auto stopped = server.find_log("stopped");
   BOOST_REQUIRE_MESSAGE(stopped.size() == 1u, "expected one \"stopped\" line\n" << server.log_tail(40));
   BOOST_TEST((log_int(stopped[0], "lost") == 0), boost::json::serialize(stopped[0]));
   BOOST_TEST((log_int(stopped[0], "worker_crashes") == 1), boost::json::serialize(stopped[0]));

@@ -5,7 +5,7 @@
 #include "support/lifecycle.hpp"
 #include "support/load.hpp"
 #include "support/procfs.hpp"
-#include "support/server_log.hpp"
+#include "support/server_helpers.hpp"
 #include "support/server_process.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -73,7 +73,7 @@ void require_clean_stop(prefork::testing::server& server) {
   auto status = server.wait_exit(30s);
   BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.log_tail(40));
   BOOST_TEST(status->code == 0, status->to_string());
-  auto stopped = find_log(server, "stopped");
+  auto stopped = server.find_log("stopped");
   BOOST_REQUIRE_MESSAGE(stopped.size() == 1u, "expected one \"stopped\" line\n" << server.log_tail(40));
   BOOST_TEST((log_int(stopped[0], "lost") == 0), json::serialize(stopped[0]));
   BOOST_TEST((log_int(stopped[0], "worker_crashes") == 0), json::serialize(stopped[0]));
@@ -81,7 +81,7 @@ void require_clean_stop(prefork::testing::server& server) {
 }
 
 bool has_scaling_line(prefork::testing::server& server, long long from, long long to) {
-  auto lines = find_log(server, "scaling");
+  auto lines = server.find_log("scaling");
   return std::any_of(lines.begin(), lines.end(), [&](const json::object& line) {
     return log_int(line, "from") == from && log_int(line, "to") == to;
   });
@@ -188,7 +188,7 @@ BOOST_AUTO_TEST_CASE(ttou_never_goes_below_one_worker) {
     BOOST_TEST(status_workers(server.status(), "desired") == 1);
   }
   require_settled(server, 1, "after more TTOUs");
-  BOOST_TEST(find_log(server, "scaling").size() == 1u, "a TTOU at one worker logged \"scaling\"");
+  BOOST_TEST(server.find_log("scaling").size() == 1u, "a TTOU at one worker logged \"scaling\"");
   require_more_successes(load, 300, "at 1 worker");
 
   // Still scalable: TTIN goes to 2 again.

@@ -4,7 +4,7 @@
 #include "support/http_client.hpp"
 #include "support/load.hpp"
 #include "support/procfs.hpp"
-#include "support/server_log.hpp"
+#include "support/server_helpers.hpp"
 #include "support/server_process.hpp"
 
 #include <boost/json/array.hpp>
@@ -61,7 +61,7 @@ BOOST_AUTO_TEST_SUITE(serve)
 BOOST_AUTO_TEST_CASE(hello_over_unix_socket) {
   prefork::testing::server server(boost_test_options());
 
-  auto listening = find_log(server, "listening");
+  auto listening = server.find_log("listening");
   BOOST_REQUIRE_EQUAL(listening.size(), 1u);
   BOOST_TEST(log_string(listening[0], "bind") == "unix:app.sock");
   BOOST_TEST(log_string(listening[0], "address") == "unix:" + (server.directory() / "app.sock").string());

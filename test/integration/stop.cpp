@@ -5,7 +5,7 @@
 #include "support/http_client.hpp"
 #include "support/load.hpp"
 #include "support/procfs.hpp"
-#include "support/server_log.hpp"
+#include "support/server_helpers.hpp"
 #include "support/server_process.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -98,7 +98,7 @@ BOOST_AUTO_TEST_CASE(term_under_load_exits_0_and_removes_the_socket) {
   BOOST_TEST(not_refused <= static_cast<std::uint64_t>(clients), result.summary());
   BOOST_TEST(result.failed(failure_kind::bad_status) == 0u, result.summary());
   BOOST_TEST(result.failed(failure_kind::timeout) == 0u, result.summary());
-  auto stopped = find_log(server, "stopped");
+  auto stopped = server.find_log("stopped");
   BOOST_REQUIRE_MESSAGE(stopped.size() == 1u, "expected one \"stopped\" line\n" << server.log_tail(40));
   BOOST_TEST((log_int(stopped[0], "lost") == 0), boost::json::serialize(stopped[0]));
   BOOST_TEST(wait_group_gone(server.pid()));

@@ -1,7 +1,7 @@
 #include "support/lifecycle.hpp"
 
 #include "support/procfs.hpp"
-#include "support/server_log.hpp"
+#include "support/server_helpers.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -50,12 +50,6 @@ boost::system::result<json::value, control_client_error> control(const server_pr
   return control_call(control_socket(server), request, timeout);
 }
 
-long long status_workers(const json::object& status, std::string_view key) {
-  auto workers = status.if_contains("workers");
-  if (workers == nullptr || !workers->is_object()) return -1;
-  return json_int(workers->as_object(), key).value_or(-1);
-}
-
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
                 std::chrono::milliseconds interval) {
   auto deadline = clock_type::now() + timeout;
@@ -97,7 +91,7 @@ void rewrite_config(const server_process& server, const json::object& changes) {
   fs::rename(temporary, server.dir() / "preforkd.json");
 }
 
-std::vector<json::object> json_lines_of(const fs::path& file) { return parse_log_lines(read_file(file)); }
+std::vector<json::object> json_lines_of(const fs::path& file) { return prefork::testing::json_lines(read_file(file)); }
 
 std::vector<json::object> find_log_in(const fs::path& file, std::string_view msg) {
   auto lines = json_lines_of(file);

@@ -6,6 +6,7 @@
 #include "support/control_helpers.hpp"
 #include "support/http_client.hpp"
 #include "support/load.hpp"
+#include "support/server_helpers.hpp"
 #include "support/server_process.hpp"
 
 #include "prefork/control_client.hpp"
@@ -37,9 +38,6 @@ namespace prefork::test_support {
 boost::system::result<boost::json::value, control_client_error> control(
     const server_process& server, const boost::json::object& request,
     std::chrono::milliseconds timeout = std::chrono::seconds(10));
-
-/// status.workers.<key> (desired, ready, starting, draining, backoff), -1 when absent.
-long long status_workers(const boost::json::object& status, std::string_view key);
 
 /// Polls `condition` every `interval` until it holds (true) or `timeout` passes (false).
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout,

@@ -2,7 +2,7 @@
 
 #include "prefork/testing.hpp"
 #include "support/procfs.hpp"
-#include "support/server_log.hpp"
+#include "support/server_helpers.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -242,114 +242,6 @@ std::string tail_lines(const std::string& text, std::size_t count) {
 
 }  // namespace
 
-exit_status exit_status::from_wait_status(int status) noexcept {
-  exit_status result;
-  if (WIFEXITED(status)) result.code = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
-  return result;
-}
-
-std::string exit_status::to_string() const {
-  if (signal == 0) return "exit " + std::to_string(code);
-  const char* name = ::sigabbrev_np(signal);
-  return "signal " + std::to_string(signal) + " (" + (name ? name : "?") + ")";
-}
-
-temp_dir::temp_dir() {
-  // Unix socket paths are limited to 107 bytes: a long $TMPDIR is not used.
-  std::string base = "/tmp";
-  if (const char* tmp = std::getenv("TMPDIR"); tmp != nullptr && *tmp != '\0' && std::string_view(tmp).size() < 48) {
-    base = tmp;
-  }
-  std::string pattern = base + "/prefork-it.XXXXXX";
-  if (::mkdtemp(pattern.data()) == nullptr) throw_errno("mkdtemp " + pattern);
-  path_ = pattern;
-}
-
-temp_dir::~temp_dir() {
-  if (std::getenv("PREFORK_KEEP_TMP") != nullptr) return;
-  std::error_code ignored;
-  fs::remove_all(path_, ignored);
-}
-
-void write_file(const fs::path& file, std::string_view text) {
-  std::ofstream out(file, std::ios::binary | std::ios::trunc);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  out.close();
-  if (!out) throw std::runtime_error("cannot write " + file.string());
-}
-
-std::string read_file(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-fs::path preforkd_path() {
-  const char* path = std::getenv("PREFORKD");
-  if (path == nullptr || *path == '\0') {
-    throw std::runtime_error("PREFORKD is not set: it must hold the path of the preforkd binary");
-  }
-  if (::access(path, X_OK) != 0) throw std::runtime_error(std::string("PREFORKD=") + path + " is not executable");
-  return fs::absolute(path);
-}
-
-run_result run_preforkd(const std::vector<std::string>& args, const fs::path& cwd, std::chrono::milliseconds timeout) {
-  temp_dir output;
-  std::vector<std::string> argv{preforkd_path().string()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  pid_t pid = spawn_in_group(argv, cwd, output / "stdout.log", output / "stderr.log", {});
-  run_result result;
-  result.status = poll_exit(pid, timeout);
-  if (!result.status) {
-    ::kill(-pid, SIGKILL);
-    poll_exit(pid, 5s);
-  }
-  // A leftover child of a one-shot command is a bug, but it must not outlive the test.
-  if (!test_support::wait_group_gone(pid, 2s)) {
-    BOOST_ERROR("preforkd left processes behind: " << describe_group(pid));
-    ::kill(-pid, SIGKILL);
-  }
-  result.out = read_file(output / "stdout.log");
-  result.err = read_file(output / "stderr.log");
-  return result;
-}
-
-fs::path preforkctl_path() {
-  fs::path path = preforkd_path().parent_path() / "preforkctl";
-  if (::access(path.c_str(), X_OK) != 0) {
-    throw std::runtime_error("preforkctl is not next to preforkd: " + path.string() + " is not executable");
-  }
-  return path;
-}
-
-run_result run_command(const std::vector<std::string>& argv, const fs::path& cwd, std::chrono::milliseconds timeout,
-                       const std::vector<std::pair<std::string, std::string>>& extra_env) {
-  temp_dir output;
-  pid_t pid = spawn_in_group(argv, cwd, output / "stdout.log", output / "stderr.log", extra_env);
-  run_result result;
-  result.status = poll_exit(pid, timeout);
-  if (!result.status) {
-    ::kill(-pid, SIGKILL);
-    poll_exit(pid, 5s);
-  }
-  if (!test_support::wait_group_gone(pid, 2s)) {
-    BOOST_ERROR(argv.front() << " left processes behind: " << describe_group(pid));
-    ::kill(-pid, SIGKILL);
-  }
-  result.out = read_file(output / "stdout.log");
-  result.err = read_file(output / "stderr.log");
-  return result;
-}
-
-run_result run_preforkctl(const std::vector<std::string>& args, const fs::path& cwd,
-                          std::chrono::milliseconds timeout) {
-  std::vector<std::string> argv{preforkctl_path().string()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return run_command(argv, cwd, timeout);
-}
-
 child_process::child_process(const std::vector<std::string>& argv, const fs::path& cwd, const fs::path& stdout_file,
                              const fs::path& stderr_file,
                              const std::vector<std::pair<std::string, std::string>>& extra_env)
@@ -559,7 +451,7 @@ void server_process::require_ready(std::chrono::milliseconds timeout) {
   BOOST_REQUIRE_MESSAGE(ready, why);
 }
 
-std::vector<json::object> server_process::log_lines() const { return parse_log_lines(stderr_text()); }
+std::vector<json::object> server_process::log_lines() const { return prefork::testing::json_lines(stderr_text()); }
 
 std::vector<json::object> server_process::find_log(std::string_view msg) const {
   auto lines = log_lines();
@@ -587,25 +479,6 @@ std::string server_process::diagnostics(std::size_t lines) const {
   if (!last_error_.empty()) text += last_error_ + "\n";
   if (status_) text += "preforkd: " + status_->to_string() + "\n";
   return text + "stderr tail:\n" + tail_lines(stderr_text(), lines);
-}
-
-std::string log_string(const json::object& line, std::string_view key) {
-  auto value = line.if_contains(key);
-  if (value == nullptr || !value->is_string()) return {};
-  return std::string(value->as_string());
-}
-
-std::optional<long long> log_int(const json::object& line, std::string_view key) {
-  auto value = line.if_contains(key);
-  if (value == nullptr) return std::nullopt;
-  if (value->is_int64()) return value->as_int64();
-  if (value->is_uint64()) return static_cast<long long>(value->as_uint64());
-  return std::nullopt;
-}
-
-std::optional<long long> event_pid(const json::object& line) {
-  if (line.contains("event.pid")) return log_int(line, "event.pid");
-  return log_int(line, "pid");
 }
 
 }  // namespace prefork::test_support

@@ -3,7 +3,10 @@
 // kills the whole group and checks that nothing of it survives, on every path.
 #pragma once
 
+#include "prefork/testing/process.hpp"
 #include "support/http_client.hpp"
+#include "support/programs.hpp"
+#include "support/server_helpers.hpp"
 
 #include <boost/json/object.hpp>
 
@@ -20,81 +23,12 @@
 
 namespace prefork::test_support {
 
-/// How a child process ended: an exit code, or the signal that killed it.
-struct exit_status {
-  int code = -1;   // exit code when it exited, else -1
-  int signal = 0;  // terminating signal when killed, else 0
-
-  /// Decodes a raw waitpid status.
-  static exit_status from_wait_status(int status) noexcept;
-  /// "exit 0" or "signal 9 (KILL)", for messages.
-  std::string to_string() const;
-};
-
-/// A unique directory made with mkdtemp under $TMPDIR (if short enough for Unix socket
-/// paths) or /tmp. Removed with its content on destruction, unless PREFORK_KEEP_TMP is
-/// set in the environment. Throws std::system_error when it cannot be created.
-class temp_dir {
- public:
-  temp_dir();
-  ~temp_dir();
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-
-  const std::filesystem::path& path() const noexcept { return path_; }
-  /// path() / relative.
-  std::filesystem::path operator/(const std::filesystem::path& relative) const { return path_ / relative; }
-
- private:
-  std::filesystem::path path_;
-};
-
-/// Writes `text` to `file` (truncating). Throws std::runtime_error on failure.
-void write_file(const std::filesystem::path& file, std::string_view text);
-/// The whole content of `file`; empty when it cannot be read.
-std::string read_file(const std::filesystem::path& file);
-
-/// The preforkd binary from $PREFORKD. Throws std::runtime_error when unset or not executable.
-std::filesystem::path preforkd_path();
-
-/// What a finished run_preforkd() saw. `status` is nullopt when it timed out (it was killed).
-struct run_result {
-  std::optional<exit_status> status;
-  std::string out;
-  std::string err;
-};
-
-/// Runs `preforkd args...` with working directory `cwd` in its own process group, waits up
-/// to `timeout`, kills the group on timeout, and returns its status and output.
-/// Throws std::system_error when it cannot be started.
-run_result run_preforkd(const std::vector<std::string>& args, const std::filesystem::path& cwd,
-                        std::chrono::milliseconds timeout = std::chrono::seconds(20));
-
-/// preforkctl, next to the preforkd of $PREFORKD. Throws std::runtime_error when it is
-/// missing or not executable.
-std::filesystem::path preforkctl_path();
-
-/// Runs `argv` (argv[0] a path to the program) like run_preforkd(): working directory
-/// `cwd`, its own process group, `extra_env` added to the environment (NOTIFY_SOCKET and
-/// LISTEN_* of the test's own environment removed), killed with its group after `timeout`.
-/// Throws std::system_error when it cannot be started.
-run_result run_command(const std::vector<std::string>& argv, const std::filesystem::path& cwd,
-                       std::chrono::milliseconds timeout,
-                       const std::vector<std::pair<std::string, std::string>>& extra_env = {});
-
-/// run_command() on `preforkctl args...`.
-run_result run_preforkctl(const std::vector<std::string>& args, const std::filesystem::path& cwd,
-                          std::chrono::milliseconds timeout = std::chrono::seconds(30));
-
-/// Sockets handed to a program the way systemd's socket activation does: as descriptors
-/// 3, 4, ... (in this order), with LISTEN_FDS, LISTEN_FDNAMES (when `names` is not empty)
-/// and LISTEN_PID, which the child sets to its own pid after fork().
-struct socket_activation {
-  /// Descriptors of the test (it keeps them); the child gets duplicates.
-  std::vector<int> fds;
-  /// Joined with ':' into LISTEN_FDNAMES; empty: the variable is not set.
-  std::vector<std::string> names;
-};
+using prefork::testing::exit_status;
+using prefork::testing::read_file;
+using prefork::testing::run_result;
+using prefork::testing::socket_activation;
+using prefork::testing::write_file;
+using temp_dir = prefork::testing::temp_directory;
 
 /// A program a test runs in the background beside preforkd (nginx, a waiting preforkctl):
 /// its own process group, stdin from /dev/null, stdout and stderr to files, and
@@ -218,14 +152,5 @@ class server_process {
   std::optional<exit_status> status_;
   std::string last_error_;
 };
-
-/// A string field of a log line, or "" when absent or not a string.
-std::string log_string(const boost::json::object& line, std::string_view key);
-/// An integer field of a log line, or nullopt when absent or not an integer.
-std::optional<long long> log_int(const boost::json::object& line, std::string_view key);
-/// The pid an event is about (e.g. the worker of "worker ready"): the logger writes an
-/// event field that collides with a line key as `event.<key>`, so `event.pid` when
-/// present, else `pid` (the writer's own pid).
-std::optional<long long> event_pid(const boost::json::object& line);
 
 }  // namespace prefork::test_support

@@ -99,6 +99,20 @@ std::int64_t number_or(const json::object& object, std::string_view key, std::in
 control_error::control_error(std::string code, const std::string& message)
     : std::runtime_error(message), code_(std::move(code)) {}
 
+std::vector<json::object> json_lines(std::string_view text) {
+  std::vector<json::object> lines;
+  while (!text.empty()) {
+    auto end = text.find('\n');
+    std::string_view line = text.substr(0, end);
+    text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
+    if (line.empty() || line.front() != '{') continue;
+    boost::system::error_code ec;
+    auto value = json::parse(line, ec);
+    if (!ec && value.is_object()) lines.push_back(std::move(value.get_object()));
+  }
+  return lines;
+}
+
 json::object default_config() {
   return {{"bind", json::array{"unix:app.sock"}},
           {"control", "ctl.sock"},
@@ -386,18 +400,7 @@ std::string server::log_text() const { return read_file(impl_->directory / "stde
 std::string server::log_tail(std::size_t lines) const { return impl_->log_tail(lines); }
 std::string server::stdout_text() const { return read_file(impl_->directory / "stdout.log"); }
 
-std::vector<json::object> server::log_lines() const {
-  std::vector<json::object> lines;
-  std::istringstream in(log_text());
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line.front() != '{') continue;
-    boost::system::error_code ec;
-    auto value = json::parse(line, ec);
-    if (!ec && value.is_object()) lines.push_back(std::move(value.get_object()));
-  }
-  return lines;
-}
+std::vector<json::object> server::log_lines() const { return json_lines(log_text()); }
 
 std::vector<json::object> server::find_log(std::string_view msg) const {
   std::vector<json::object> found;

@@ -40,6 +40,10 @@ class control_error : public std::runtime_error {
   std::string code_;
 };
 
+/// The lines of `text` that are JSON objects (a log written with `"format": "json"`), in
+/// order; other lines are skipped.
+std::vector<boost::json::object> json_lines(std::string_view text);
+
 /// The configuration every server starts from (top-level keys of server_options::config
 /// replace these): `bind: ["unix:app.sock"]`, `control: "ctl.sock"`, `workers: 2`,
 /// `graceful_timeout: 5`, `log: {"level": "info", "format": "json"}`. Relative paths are

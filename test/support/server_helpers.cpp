@@ -1,8 +1,6 @@
-#include "support/server_log.hpp"
+#include "support/server_helpers.hpp"
 
-#include "support/lifecycle.hpp"
 #include "support/procfs.hpp"
-#include "support/server_process.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -19,41 +17,51 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
-std::vector<json::object> parse_log_lines(std::string_view text) {
-  std::vector<json::object> lines;
-  while (!text.empty()) {
-    auto end = text.find('\n');
-    std::string_view line = text.substr(0, end);
-    text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
-    if (line.empty() || line.front() != '{') continue;
-    boost::system::error_code ec;
-    auto value = json::parse(line, ec);
-    if (!ec && value.is_object()) lines.push_back(std::move(value.as_object()));
-  }
-  return lines;
+std::string log_string(const json::object& line, std::string_view key) {
+  auto value = line.if_contains(key);
+  if (value == nullptr || !value->is_string()) return {};
+  return std::string(value->as_string());
 }
 
-std::vector<json::object> find_log(const prefork::testing::server& server, std::string_view msg) {
-  auto lines = parse_log_lines(server.log_text());
-  std::erase_if(lines, [&](const json::object& line) { return log_string(line, "msg") != msg; });
-  return lines;
+std::optional<long long> log_int(const json::object& line, std::string_view key) {
+  auto value = line.if_contains(key);
+  if (value == nullptr) return std::nullopt;
+  if (value->is_int64()) return value->as_int64();
+  if (value->is_uint64()) return static_cast<long long>(value->as_uint64());
+  return std::nullopt;
 }
 
-std::optional<json::object> wait_for_log(const prefork::testing::server& server, std::string_view msg,
-                                         std::chrono::milliseconds timeout,
-                                         const std::function<bool(const json::object&)>& match) {
-  auto deadline = clock_type::now() + timeout;
-  for (;;) {
-    for (auto& line : find_log(server, msg)) {
-      if (!match || match(line)) return std::move(line);
-    }
-    if (clock_type::now() >= deadline) return std::nullopt;
-    std::this_thread::sleep_for(20ms);
-  }
+std::optional<long long> event_pid(const json::object& line) {
+  if (line.contains("event.pid")) return log_int(line, "event.pid");
+  return log_int(line, "pid");
+}
+
+boost::system::result<json::value, control_client_error> control(const prefork::testing::server& server,
+                                                                 const json::object& request,
+                                                                 std::chrono::milliseconds timeout) {
+  return control_call(server.control_path(), request, timeout);
+}
+
+long long status_workers(const json::object& status, std::string_view key) {
+  auto workers = status.if_contains("workers");
+  if (workers == nullptr || !workers->is_object()) return -1;
+  auto value = workers->as_object().if_contains(key);
+  if (value == nullptr) return -1;
+  if (value->is_int64()) return value->as_int64();
+  if (value->is_uint64()) return static_cast<long long>(value->as_uint64());
+  return -1;
+}
+
+void rewrite_config(const prefork::testing::server& server, const json::object& changes) {
+  json::object config = server.config();
+  for (const auto& [key, value] : changes) config[key] = value;
+  auto temporary = server.directory() / "preforkd.json.new";
+  prefork::testing::write_file(temporary, json::serialize(config) + "\n");
+  std::filesystem::rename(temporary, server.directory() / "preforkd.json");
 }
 
 std::optional<endpoint> listening_endpoint(const prefork::testing::server& server, std::string_view bind) {
-  for (const auto& line : find_log(server, "listening")) {
+  for (const auto& line : server.find_log("listening")) {
     if (log_string(line, "bind") == bind) return endpoint::parse(log_string(line, "address"));
   }
   return std::nullopt;
