@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -303,8 +303,7 @@ struct process::impl {
     bp::posix::default_launcher launcher;
     launcher.env = envp.data();
     boost::system::error_code ec;
-    auto started =
-        launcher(io.get_executor(), ec, bp::filesystem::path(program.string()), options.arguments, setup);
+    auto started = launcher(io.get_executor(), ec, bp::filesystem::path(program.string()), options.arguments, setup);
     if (ec) {
       // 1.81 returns an empty handle after a failed exec: reap the child that tried it.
       if (launcher.pid > 0) ::waitpid(launcher.pid, nullptr, 0);
