@@ -1,8 +1,9 @@
 // Unix socket hygiene of preforkd (SPEC section 2): a stale socket file is replaced, a
 // live one or a non-socket file is an error (exit 3) and left alone, and at exit the
 // master removes only the socket files it created.
+#include "prefork/testing.hpp"
 #include "support/http_client.hpp"
-#include "support/server_process.hpp"
+#include "support/server_helpers.hpp"
 
 #include <boost/test/unit_test.hpp>
 
@@ -16,10 +17,15 @@
 #include <cctype>
 #include <cstring>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <stdexcept>
+#include <string>
 #include <system_error>
 
 using namespace prefork::test_support;
+using prefork::testing::read_file;
+using prefork::testing::write_file;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
@@ -86,105 +92,103 @@ BOOST_AUTO_TEST_SUITE(hygiene)
 
 BOOST_AUTO_TEST_CASE(stale_socket_file_is_replaced_and_served) {
   bool planted = false;
-  server_options options;
+  auto options = boost_test_options();
   options.prepare = [&](const fs::path& dir) {
     // Bound and closed: the file stays, nobody accepts on it.
     bound_socket stale(dir / "app.sock", bound_socket::state::listening);
     stale.close();
     planted = is_socket_file(dir / "app.sock");
   };
-  server_process server(std::move(options));
+  prefork::testing::server server(std::move(options));  // ready, or it throws
   BOOST_REQUIRE(planted);
-  server.require_ready();
 
-  auto response = http_get(server.unix_endpoint(), "/", request_timeout);
+  auto response = http_get(unix_endpoint(server), "/", request_timeout);
   BOOST_REQUIRE_MESSAGE(response.has_value(), response.error().message());
   BOOST_TEST(response->status == 200u);
-  BOOST_TEST(is_socket_file(server.dir() / "app.sock"));
+  BOOST_TEST(is_socket_file(server.directory() / "app.sock"));
   // (Its inode may equal the stale one's: file systems reuse a freed inode at once.
   // Being served is the proof that the file was replaced.)
 }
 
 BOOST_AUTO_TEST_CASE(live_socket_is_address_in_use_exit_3) {
   std::unique_ptr<bound_socket> live;
-  server_options options;
+  auto options = boost_test_options();
+  options.wait = prefork::testing::start_wait::no_wait;
   options.prepare = [&](const fs::path& dir) {
     live = std::make_unique<bound_socket>(dir / "app.sock", bound_socket::state::listening);
   };
-  server_process server(std::move(options));
-  auto live_inode = inode_of(server.dir() / "app.sock");
+  prefork::testing::server server(std::move(options));
+  auto live_inode = inode_of(server.directory() / "app.sock");
 
   auto status = server.wait_exit(exit_timeout);
-  BOOST_REQUIRE_MESSAGE(status.has_value(), "preforkd did not exit on a live socket\n" << server.diagnostics());
-  BOOST_TEST(status->code == 3, status->to_string() << "\n" << server.diagnostics());
-  BOOST_TEST(lowercase(server.stderr_text()).find("address in use") != std::string::npos,
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "preforkd did not exit on a live socket\n" << server.log_tail(40));
+  BOOST_TEST(status->code == 3, status->to_string() << "\n" << server.log_tail(40));
+  BOOST_TEST(lowercase(server.log_text()).find("address in use") != std::string::npos,
              "stderr does not say \"address in use\":\n"
-                 << server.stderr_text());
+                 << server.log_text());
   // Our socket is untouched: same file, still accepting.
-  BOOST_TEST((inode_of(server.dir() / "app.sock") == live_inode));
+  BOOST_TEST((inode_of(server.directory() / "app.sock") == live_inode));
   http_connection probe;
-  auto ec = probe.connect(server.unix_endpoint(), request_timeout);
+  auto ec = probe.connect(unix_endpoint(server), request_timeout);
   BOOST_TEST(!ec, "the live socket no longer accepts: " << ec.message());
-  BOOST_TEST(server.wait_group_gone());
+  BOOST_TEST(wait_group_gone(server.pid()));
 }
 
 BOOST_AUTO_TEST_CASE(regular_file_at_bind_path_is_exit_3_and_kept) {
   const std::string content = "precious data\n";
-  server_options options;
+  auto options = boost_test_options();
+  options.wait = prefork::testing::start_wait::no_wait;
   options.prepare = [&](const fs::path& dir) { write_file(dir / "app.sock", content); };
-  server_process server(std::move(options));
+  prefork::testing::server server(std::move(options));
 
   auto status = server.wait_exit(exit_timeout);
-  BOOST_REQUIRE_MESSAGE(status.has_value(), "preforkd did not exit on a regular file\n" << server.diagnostics());
-  BOOST_TEST(status->code == 3, status->to_string() << "\n" << server.diagnostics());
-  BOOST_TEST(fs::is_regular_file(server.dir() / "app.sock"));
-  BOOST_TEST(read_file(server.dir() / "app.sock") == content);
-  BOOST_TEST(server.wait_group_gone());
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "preforkd did not exit on a regular file\n" << server.log_tail(40));
+  BOOST_TEST(status->code == 3, status->to_string() << "\n" << server.log_tail(40));
+  BOOST_TEST(fs::is_regular_file(server.directory() / "app.sock"));
+  BOOST_TEST(read_file(server.directory() / "app.sock") == content);
+  BOOST_TEST(wait_group_gone(server.pid()));
 }
 
 BOOST_AUTO_TEST_CASE(socket_file_is_removed_after_term) {
-  server_process server;
-  server.require_ready();
-  BOOST_REQUIRE(is_socket_file(server.dir() / "app.sock"));
+  prefork::testing::server server(boost_test_options());
+  BOOST_REQUIRE(is_socket_file(server.directory() / "app.sock"));
 
-  BOOST_REQUIRE(server.signal(SIGTERM));
+  BOOST_REQUIRE_NO_THROW(server.signal(SIGTERM));
   auto status = server.wait_exit(exit_timeout);
-  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.diagnostics());
-  BOOST_TEST(status->code == 0, status->to_string() << "\n" << server.diagnostics());
-  BOOST_TEST(!fs::exists(fs::symlink_status(server.dir() / "app.sock")), "the socket file is still there");
-  BOOST_TEST(server.wait_group_gone());
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.log_tail(40));
+  BOOST_TEST(status->code == 0, status->to_string() << "\n" << server.log_tail(40));
+  BOOST_TEST(!fs::exists(fs::symlink_status(server.directory() / "app.sock")), "the socket file is still there");
+  BOOST_TEST(wait_group_gone(server.pid()));
 }
 
 BOOST_AUTO_TEST_CASE(replacement_regular_file_is_not_removed_at_exit) {
-  server_process server;
-  server.require_ready();
+  prefork::testing::server server(boost_test_options());
   const std::string content = "not yours\n";
-  fs::remove(server.dir() / "app.sock");
-  write_file(server.dir() / "app.sock", content);
+  fs::remove(server.directory() / "app.sock");
+  write_file(server.directory() / "app.sock", content);
 
-  BOOST_REQUIRE(server.signal(SIGTERM));
+  BOOST_REQUIRE_NO_THROW(server.signal(SIGTERM));
   auto status = server.wait_exit(exit_timeout);
-  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.diagnostics());
-  BOOST_TEST(status->code == 0, status->to_string() << "\n" << server.diagnostics());
-  BOOST_TEST(fs::is_regular_file(server.dir() / "app.sock"));
-  BOOST_TEST(read_file(server.dir() / "app.sock") == content);
-  BOOST_TEST(server.wait_group_gone());
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.log_tail(40));
+  BOOST_TEST(status->code == 0, status->to_string() << "\n" << server.log_tail(40));
+  BOOST_TEST(fs::is_regular_file(server.directory() / "app.sock"));
+  BOOST_TEST(read_file(server.directory() / "app.sock") == content);
+  BOOST_TEST(wait_group_gone(server.pid()));
 }
 
 BOOST_AUTO_TEST_CASE(replacement_socket_is_not_removed_at_exit) {
-  server_process server;
-  server.require_ready();
-  fs::remove(server.dir() / "app.sock");
-  bound_socket other(server.dir() / "app.sock", bound_socket::state::listening);
-  auto other_inode = inode_of(server.dir() / "app.sock");
+  prefork::testing::server server(boost_test_options());
+  fs::remove(server.directory() / "app.sock");
+  bound_socket other(server.directory() / "app.sock", bound_socket::state::listening);
+  auto other_inode = inode_of(server.directory() / "app.sock");
 
-  BOOST_REQUIRE(server.signal(SIGTERM));
+  BOOST_REQUIRE_NO_THROW(server.signal(SIGTERM));
   auto status = server.wait_exit(exit_timeout);
-  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.diagnostics());
-  BOOST_TEST(status->code == 0, status->to_string() << "\n" << server.diagnostics());
-  BOOST_TEST(is_socket_file(server.dir() / "app.sock"), "another program's socket file was removed");
-  BOOST_TEST((inode_of(server.dir() / "app.sock") == other_inode));
-  BOOST_TEST(server.wait_group_gone());
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.log_tail(40));
+  BOOST_TEST(status->code == 0, status->to_string() << "\n" << server.log_tail(40));
+  BOOST_TEST(is_socket_file(server.directory() / "app.sock"), "another program's socket file was removed");
+  BOOST_TEST((inode_of(server.directory() / "app.sock") == other_inode));
+  BOOST_TEST(wait_group_gone(server.pid()));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
