@@ -5,12 +5,13 @@
 // The crash and hang victims are chosen with `pause_worker`: the test opens a keep-alive
 // connection, asks /whoami which worker holds it, and pauses that worker, so that the load
 // goes to the other worker and the victim holds only the test's own connection.
+#include "prefork/testing.hpp"
 #include "support/control_helpers.hpp"
 #include "support/http_client.hpp"
 #include "support/lifecycle.hpp"
 #include "support/load.hpp"
 #include "support/procfs.hpp"
-#include "support/server_process.hpp"
+#include "support/server_helpers.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <boost/test/unit_test.hpp>
@@ -32,9 +33,9 @@ namespace {
 constexpr int workers = 2;
 constexpr int clients = 8;
 
-load_options load_on(const server_process& server, int count = clients) {
+load_options load_on(const prefork::testing::server& server, int count = clients) {
   load_options options;
-  options.target = server.unix_endpoint();
+  options.target = unix_endpoint(server);
   options.clients = count;
   options.request_timeout = 10s;
   return options;
@@ -47,8 +48,8 @@ void require_more_successes(const load_generator& load, std::uint64_t count, con
 }
 
 // The `workers` record with this pid, if any.
-std::optional<json::object> worker_record(const server_process& server, pid_t pid) {
-  for (const auto& entry : control_workers(server)) {
+std::optional<json::object> worker_record(prefork::testing::server& server, pid_t pid) {
+  for (const auto& entry : server.workers()) {
     if (json_int(entry.as_object(), "pid") == pid) return entry.as_object();
   }
   return std::nullopt;
@@ -61,38 +62,38 @@ struct isolated_victim {
   whoami_reply who;
 };
 
-isolated_victim isolate_a_victim(const server_process& server) {
+isolated_victim isolate_a_victim(prefork::testing::server& server) {
   isolated_victim victim;
-  BOOST_REQUIRE(!victim.connection.connect(server.unix_endpoint(), 5s));
+  BOOST_REQUIRE(!victim.connection.connect(unix_endpoint(server), 5s));
   auto reply = whoami(victim.connection, 5s);
   BOOST_REQUIRE_MESSAGE(reply.has_value(), "whoami: " << reply.error().message());
   victim.who = *reply;
-  control_ok(server, {{"cmd", "pause_worker"}, {"id", victim.who.worker}});
+  server.pause_worker(static_cast<int>(victim.who.worker));
   auto record = worker_record(server, victim.who.pid);
   BOOST_REQUIRE(record.has_value());
   BOOST_TEST(json_string(*record, "state") == "paused", json::serialize(*record));
   return victim;
 }
 
-void require_clean_stop(server_process& server, long long crashes) {
-  BOOST_REQUIRE(server.signal(SIGTERM));
+void require_clean_stop(prefork::testing::server& server, long long crashes) {
+  BOOST_REQUIRE_NO_THROW(server.signal(SIGTERM));
   auto status = server.wait_exit(30s);
-  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.log_tail(40));
   BOOST_TEST(status->code == 0, status->to_string());
   auto stopped = server.find_log("stopped");
-  BOOST_REQUIRE_MESSAGE(stopped.size() == 1u, "expected one \"stopped\" line\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(stopped.size() == 1u, "expected one \"stopped\" line\n" << server.log_tail(40));
   BOOST_TEST((log_int(stopped[0], "lost") == 0), json::serialize(stopped[0]));
   BOOST_TEST((log_int(stopped[0], "worker_crashes") == crashes), json::serialize(stopped[0]));
-  BOOST_TEST(server.wait_group_gone());
+  BOOST_TEST(wait_group_gone(server.pid()));
 }
 
 // Waits for a new child of the master that is not in `known`; its pid, or 0 on timeout.
-pid_t wait_new_worker(server_process& server, const std::vector<pid_t>& known, std::chrono::milliseconds timeout,
-                      std::chrono::microseconds interval = 1ms) {
+pid_t wait_new_worker(prefork::testing::server& server, const std::vector<pid_t>& known,
+                      std::chrono::milliseconds timeout, std::chrono::microseconds interval = 1ms) {
   pid_t found = 0;
   auto deadline = clock_type::now() + timeout;
   while (clock_type::now() < deadline) {
-    for (pid_t pid : children_of(server.master_pid())) {
+    for (pid_t pid : children_of(server.pid())) {
       if (std::find(known.begin(), known.end(), pid) == known.end()) found = pid;
     }
     if (found != 0) return found;
@@ -106,14 +107,13 @@ pid_t wait_new_worker(server_process& server, const std::vector<pid_t>& known, s
 BOOST_AUTO_TEST_SUITE(faults)
 
 BOOST_AUTO_TEST_CASE(crash_fails_only_its_own_request) {
-  server_options options;
+  auto options = boost_test_options();
   options.config["app"] = "testbed";
   options.config["workers"] = workers;
   options.config["restart"] = json::object{{"min_uptime_ms", 100}};
-  server_process server(std::move(options));
-  server.require_ready();
+  prefork::testing::server server(std::move(options));
   std::this_thread::sleep_for(200ms);  // past min_uptime_ms: the slot restarts at once
-  auto original = server.worker_pids();
+  auto original = worker_pids(server);
   auto victim = isolate_a_victim(server);
 
   load_generator load(load_on(server));
@@ -131,9 +131,8 @@ BOOST_AUTO_TEST_CASE(crash_fails_only_its_own_request) {
   // The slot is refilled: a new worker, ready, and it serves.
   std::string why;
   bool refilled = wait_settled(server, workers, 10s, &why);
-  BOOST_REQUIRE_MESSAGE(refilled, "the crashed worker's slot was not refilled: " << why << "\n"
-                                                                                 << server.diagnostics());
-  auto now = server.worker_pids();
+  BOOST_REQUIRE_MESSAGE(refilled, "the crashed worker's slot was not refilled: " << why << "\n" << server.log_tail(40));
+  auto now = worker_pids(server);
   std::vector<pid_t> fresh;
   std::set_difference(now.begin(), now.end(), original.begin(), original.end(), std::back_inserter(fresh));
   BOOST_REQUIRE_MESSAGE(fresh.size() == 1u, "expected one new worker, have " << fresh.size());
@@ -149,7 +148,7 @@ BOOST_AUTO_TEST_CASE(crash_fails_only_its_own_request) {
   BOOST_TEST(served, "the replacement " << replacement << " served nothing");
 
   auto result = load.stop();
-  auto stats = control_stats(server);
+  auto stats = server.stats();
   BOOST_TEST_MESSAGE("/crash under load: " << result.summary() << "; stats " << json::serialize(stats));
   BOOST_TEST(result.total_failures() == 0u, result.summary());
   BOOST_TEST(json_int(stats, "worker_crashes").value_or(-1) == 1);
@@ -163,12 +162,11 @@ BOOST_AUTO_TEST_CASE(crash_fails_only_its_own_request) {
 }
 
 BOOST_AUTO_TEST_CASE(hung_worker_is_killed_after_timeout_and_replaced) {
-  server_options options;
+  auto options = boost_test_options();
   options.config["app"] = "testbed";
   options.config["workers"] = workers;
   options.config["timeout"] = 2;
-  server_process server(std::move(options));
-  server.require_ready();
+  prefork::testing::server server(std::move(options));
   auto victim = isolate_a_victim(server);
 
   load_generator load(load_on(server));
@@ -178,7 +176,7 @@ BOOST_AUTO_TEST_CASE(hung_worker_is_killed_after_timeout_and_replaced) {
   BOOST_REQUIRE(!victim.connection.send(make_request("GET", "/hang"), 5s));
   auto timeout_line = server.wait_for_log("worker timeout", 30s);
   auto noticed_after = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - hang_at).count();
-  BOOST_REQUIRE_MESSAGE(timeout_line.has_value(), "no \"worker timeout\" line\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(timeout_line.has_value(), "no \"worker timeout\" line\n" << server.log_tail(40));
   BOOST_TEST_MESSAGE("worker timeout logged " << noticed_after
                                               << " ms after /hang: " << json::serialize(*timeout_line));
   BOOST_TEST(log_int(*timeout_line, "id").value_or(-1) == victim.who.worker);
@@ -196,12 +194,12 @@ BOOST_AUTO_TEST_CASE(hung_worker_is_killed_after_timeout_and_replaced) {
 
   std::string why;
   bool settled = wait_settled(server, workers, 20s, &why);
-  BOOST_REQUIRE_MESSAGE(settled, "not replaced: " << why << "\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(settled, "not replaced: " << why << "\n" << server.log_tail(40));
   BOOST_TEST(!process_alive(victim.who.pid));
   require_more_successes(load, 300, "after the timeout");
 
   auto result = load.stop();
-  auto stats = control_stats(server);
+  auto stats = server.stats();
   BOOST_TEST_MESSAGE("/hang under load: " << result.summary() << "; stats " << json::serialize(stats));
   BOOST_TEST(result.total_failures() == 0u, result.summary());
   BOOST_TEST(json_int(stats, "worker_timeouts").value_or(-1) == 1);
@@ -214,15 +212,14 @@ BOOST_AUTO_TEST_CASE(a_slot_that_keeps_dying_backs_off) {
   constexpr int kills = 10;
   constexpr long long initial_delay = 50;
   constexpr long long max_delay = 800;
-  server_options options;
+  auto options = boost_test_options();
   options.config["app"] = "testbed";
   options.config["workers"] = workers;
   options.config["restart"] =
       json::object{{"min_uptime_ms", 600000}, {"backoff_initial_ms", initial_delay}, {"backoff_max_ms", max_delay}};
-  server_process server(std::move(options));
-  server.require_ready();
+  prefork::testing::server server(std::move(options));
   auto first = isolate_a_victim(server);
-  auto all = server.worker_pids();
+  auto all = worker_pids(server);
   BOOST_REQUIRE_EQUAL(all.size(), static_cast<std::size_t>(workers));
   pid_t survivor = all.front() == first.who.pid ? all.back() : all.front();
 
@@ -266,7 +263,7 @@ BOOST_AUTO_TEST_CASE(a_slot_that_keeps_dying_backs_off) {
       }
     }
     pid_t next = wait_new_worker(server, known, 10s, 200us);
-    BOOST_REQUIRE_MESSAGE(next != 0, "no new worker for the slot after kill " << i << "\n" << server.diagnostics());
+    BOOST_REQUIRE_MESSAGE(next != 0, "no new worker for the slot after kill " << i << "\n" << server.log_tail(40));
     ::kill(next, SIGKILL);
     victims.push_back(next);
     known.push_back(next);
@@ -279,7 +276,7 @@ BOOST_AUTO_TEST_CASE(a_slot_that_keeps_dying_backs_off) {
   // The streak ends with a worker that lives.
   std::string why;
   bool settled = wait_settled(server, workers, 20s, &why);
-  BOOST_REQUIRE_MESSAGE(settled, "the slot did not come back: " << why << "\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(settled, "the slot did not come back: " << why << "\n" << server.log_tail(40));
   BOOST_TEST(process_alive(survivor), "the other worker died");
   require_more_successes(load, 300, "after the streak");
   auto result = load.stop();
@@ -311,7 +308,7 @@ BOOST_AUTO_TEST_CASE(a_slot_that_keeps_dying_backs_off) {
       ++ready_victims;
     }
   }
-  auto stats = control_stats(server);
+  auto stats = server.stats();
   BOOST_TEST_MESSAGE("slot killed " << kills << " times (" << ready_victims << " of the replacements were ready): "
                                     << result.summary() << "; stats " << json::serialize(stats));
   BOOST_TEST(result.total_failures() <= static_cast<std::uint64_t>(ready_victims * clients), result.summary());
@@ -324,19 +321,18 @@ BOOST_AUTO_TEST_CASE(a_slot_that_keeps_dying_backs_off) {
 }
 
 BOOST_AUTO_TEST_CASE(sigkill_of_the_master_leaves_no_worker_and_frees_the_socket) {
-  server_options options;
+  auto options = boost_test_options();
   options.config["app"] = "testbed";
   options.config["workers"] = workers;
-  server_process server(std::move(options));
-  server.require_ready();
-  auto workers_before = server.worker_pids();
+  prefork::testing::server server(std::move(options));
+  auto workers_before = worker_pids(server);
   BOOST_REQUIRE_EQUAL(workers_before.size(), static_cast<std::size_t>(workers));
-  fs::path socket_path = server.unix_endpoint().path;
+  fs::path socket_path = server.socket_path();
 
   {
     load_generator load(load_on(server));
     require_more_successes(load, 300, "before the kill");
-    BOOST_REQUIRE(server.signal(SIGKILL));
+    BOOST_REQUIRE_NO_THROW(server.signal(SIGKILL));
     auto status = server.wait_exit(5s);
     BOOST_REQUIRE(status.has_value());
     BOOST_TEST(status->signal == SIGKILL);
@@ -348,32 +344,31 @@ BOOST_AUTO_TEST_CASE(sigkill_of_the_master_leaves_no_worker_and_frees_the_socket
     auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - killed_at).count();
     BOOST_TEST_MESSAGE("workers gone " << took << " ms after the master's SIGKILL was reaped");
     BOOST_TEST(gone, "workers outlived the master by 2 s");
-    BOOST_TEST(server.wait_group_gone(2s));
+    BOOST_TEST(wait_group_gone(server.pid(), 2s));
   }
 
   // The socket file is left behind (nobody could remove it), and it is stale: a new
   // preforkd on the same path replaces it and serves at once.
   BOOST_TEST(fs::is_socket(fs::symlink_status(socket_path)));
-  server_options again;
+  auto again = boost_test_options();
   again.config["app"] = "testbed";
   again.config["workers"] = workers;
   again.config["bind"] = json::array{"unix:" + socket_path.string()};
-  server_process second(std::move(again));
-  second.require_ready();
+  prefork::testing::server second(std::move(again));
   auto reply = whoami(endpoint::unix_socket(socket_path), 5s);
   BOOST_REQUIRE_MESSAGE(reply.has_value(), "whoami on the reused path: " << reply.error().message());
-  auto serving = second.worker_pids();
+  auto serving = worker_pids(second);
   BOOST_TEST(std::binary_search(serving.begin(), serving.end(), reply->pid));
   load_generator load(load_on(second));
   require_more_successes(load, 300, "on the second preforkd");
   auto result = load.stop();
   BOOST_TEST(result.total_failures() == 0u, result.summary());
-  BOOST_REQUIRE(second.signal(SIGTERM));
+  BOOST_REQUIRE_NO_THROW(second.signal(SIGTERM));
   auto status = second.wait_exit(30s);
   BOOST_REQUIRE(status.has_value());
   BOOST_TEST(status->code == 0, status->to_string());
   BOOST_TEST(!fs::exists(fs::symlink_status(socket_path)), "the second preforkd left its socket file");
-  BOOST_TEST(second.wait_group_gone());
+  BOOST_TEST(wait_group_gone(second.pid()));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -2,11 +2,12 @@
 // connections, silent clients, resets in the middle of a response, descriptor exhaustion
 // (EMFILE) and abuse of the control socket. After each, the service answers normally and
 // no worker died (control `stats`: worker_crashes == 0, the same worker pids).
+#include "prefork/control_client.hpp"
+#include "prefork/testing.hpp"
 #include "support/http_client.hpp"
 #include "support/load.hpp"
-#include "support/server_process.hpp"
-
-#include "prefork/control_client.hpp"
+#include "support/programs.hpp"
+#include "support/server_helpers.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -25,7 +26,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -230,8 +231,8 @@ std::string printable(std::string_view bytes, std::size_t limit = 120) {
 // ---------------------------------------------------------------------------------------
 // The master's view, through the control socket and /proc.
 
-json::object master_stats(const server_process& server) {
-  auto reply = prefork::control_call(server.dir() / "ctl.sock", {{"cmd", "stats"}}, control_timeout);
+json::object master_stats(const prefork::testing::server& server) {
+  auto reply = control(server, {{"cmd", "stats"}}, control_timeout);
   BOOST_REQUIRE_MESSAGE(reply.has_value(), "control stats failed: " << reply.error().message);
   BOOST_REQUIRE_MESSAGE(reply->is_object(), "stats is not an object: " << json::serialize(*reply));
   return reply->as_object();
@@ -274,17 +275,17 @@ std::size_t open_descriptor_count(pid_t pid) {
 
 // GET / answers 200 with the hello body, no worker crashed or exited, and the workers are
 // the ones that served before the hostile clients came.
-void require_healthy(server_process& server, const std::vector<pid_t>& workers_before) {
-  auto response = http_get(server.unix_endpoint(), "/", request_timeout);
+void require_healthy(prefork::testing::server& server, const std::vector<pid_t>& workers_before) {
+  auto response = http_get(unix_endpoint(server), "/", request_timeout);
   BOOST_REQUIRE_MESSAGE(response.has_value(), "GET / after the hostile clients: " << response.error().message() << "\n"
-                                                                                  << server.diagnostics());
+                                                                                  << server.log_tail(40));
   BOOST_TEST(response->status == 200u);
   BOOST_TEST(response->body == "Hello, world!\n");
   auto stats = master_stats(server);
   BOOST_TEST(counter(stats, "worker_crashes") == 0u, json::serialize(stats));
   BOOST_TEST(counter(stats, "worker_exits") == 0u, json::serialize(stats));
-  BOOST_TEST((server.worker_pids() == workers_before), "a worker was replaced\n" << server.diagnostics());
-  BOOST_TEST(server.find_log("connection handler failed").empty(), server.diagnostics());
+  BOOST_TEST((worker_pids(server) == workers_before), "a worker was replaced\n" << server.log_tail(40));
+  BOOST_TEST(server.find_log("connection handler failed").empty(), server.log_tail(40));
 }
 
 // Raises this process's soft descriptor limit to `wanted` (or the hard limit), for tests
@@ -431,15 +432,15 @@ BOOST_AUTO_TEST_SUITE(hostile)
 BOOST_AUTO_TEST_CASE(malformed_requests_are_refused_while_service_goes_on) {
   constexpr int cases = 2000;
   constexpr int threads = 4;
-  server_options options;
+  auto options = boost_test_options();
   options.config["workers"] = 2;
-  server_process server(std::move(options));
-  server.require_ready();
-  const auto workers = server.worker_pids();
+  prefork::testing::server server(std::move(options));
+  const auto workers = worker_pids(server);
+  const endpoint target = unix_endpoint(server);
 
   // Well-behaved clients run throughout and must never fail.
   load_options load_config;
-  load_config.target = server.unix_endpoint();
+  load_config.target = target;
   load_config.clients = 2;
   load_generator load(load_config);
 
@@ -455,7 +456,7 @@ BOOST_AUTO_TEST_CASE(malformed_requests_are_refused_while_service_goes_on) {
       malformed_case test = make_malformed(random, index);
       std::string problem;
       try {
-        problem = run_malformed(server.unix_endpoint(), test);
+        problem = run_malformed(target, test);
       } catch (const std::exception& e) {
         problem = std::string("client error: ") + e.what();
       }
@@ -483,25 +484,24 @@ BOOST_AUTO_TEST_CASE(malformed_requests_are_refused_while_service_goes_on) {
 BOOST_AUTO_TEST_CASE(slow_loris_connections_do_not_starve_normal_clients) {
   constexpr int slow_clients = 300;
   ensure_descriptor_room(1024);
-  server_options options;
+  auto options = boost_test_options();
   options.config["workers"] = 2;
   options.config["http"] = json::object{{"request_timeout", 2}};
-  server_process server(std::move(options));
-  server.require_ready();
-  const auto workers = server.worker_pids();
+  prefork::testing::server server(std::move(options));
+  const auto workers = worker_pids(server);
 
   // Each slow client sends a request line, then one header byte at a time.
   std::vector<raw_socket> slow;
   std::vector<std::string> answers(slow_clients);
   std::vector<bool> closed(slow_clients, false);
   for (int i = 0; i < slow_clients; ++i) {
-    slow.push_back(connect_raw(server.unix_endpoint()));
+    slow.push_back(connect_raw(unix_endpoint(server)));
     BOOST_REQUIRE(send_all(slow.back().fd(), "GET / HTTP/1.1\r\n", clock_type::now() + 1s) == 0);
   }
   const auto started = clock_type::now();
 
   load_options load_config;
-  load_config.target = server.unix_endpoint();
+  load_config.target = unix_endpoint(server);
   load_config.clients = 4;
   load_generator load(load_config);
 
@@ -547,14 +547,13 @@ BOOST_AUTO_TEST_CASE(slow_loris_connections_do_not_starve_normal_clients) {
 
 BOOST_AUTO_TEST_CASE(silent_connections_are_closed_after_request_timeout) {
   constexpr int silent_clients = 20;
-  server_options options;
+  auto options = boost_test_options();
   options.config["http"] = json::object{{"request_timeout", 1}};
-  server_process server(std::move(options));
-  server.require_ready();
-  const auto workers = server.worker_pids();
+  prefork::testing::server server(std::move(options));
+  const auto workers = worker_pids(server);
 
   std::vector<raw_socket> silent;
-  for (int i = 0; i < silent_clients; ++i) silent.push_back(connect_raw(server.unix_endpoint()));
+  for (int i = 0; i < silent_clients; ++i) silent.push_back(connect_raw(unix_endpoint(server)));
   const auto started = clock_type::now();
   for (auto& socket : silent) {
     read_result got = read_until_closed(socket.fd(), started + 5s);
@@ -572,13 +571,12 @@ BOOST_AUTO_TEST_CASE(silent_connections_are_closed_after_request_timeout) {
 BOOST_AUTO_TEST_CASE(clients_resetting_mid_response_do_not_hurt_the_service) {
   constexpr int resets = 40;
   constexpr int pipelined = 4000;  // ~250 KB of answers: more than the socket buffers hold
-  server_options options;
+  auto options = boost_test_options();
   options.config["bind"] = json::array{"unix:app.sock", "127.0.0.1:0"};
-  server_process server(std::move(options));
-  server.require_ready();
-  const auto workers = server.worker_pids();
-  auto tcp = server.listening_endpoint("127.0.0.1:0");
-  BOOST_REQUIRE_MESSAGE(tcp.has_value(), "no TCP listener logged\n" << server.diagnostics());
+  prefork::testing::server server(std::move(options));
+  const auto workers = worker_pids(server);
+  auto tcp = listening_endpoint(server, "127.0.0.1:0");
+  BOOST_REQUIRE_MESSAGE(tcp.has_value(), "no TCP listener logged\n" << server.log_tail(40));
 
   std::string requests;
   for (int i = 0; i < pipelined; ++i) requests += "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -621,25 +619,19 @@ BOOST_AUTO_TEST_CASE(descriptor_exhaustion_pauses_accepting_without_spinning) {
   constexpr int descriptor_limit = 64;
   constexpr int clients = 300;
   ensure_descriptor_room(1024);
-  temp_dir scratch;
+  prefork::testing::temp_directory scratch;
   const fs::path wrapper = scratch / "preforkd-lowfd";
-  write_file(wrapper, "#!/bin/sh\nulimit -n " + std::to_string(descriptor_limit) + " || exit 125\nexec '" +
-                          preforkd_path().string() + "' \"$@\"\n");
+  prefork::testing::write_file(wrapper, "#!/bin/sh\nulimit -n " + std::to_string(descriptor_limit) +
+                                            " || exit 125\nexec '" + preforkd_path().string() + "' \"$@\"\n");
   fs::permissions(wrapper, fs::perms::owner_all);
-  const std::string real_preforkd = preforkd_path().string();
-  ::setenv("PREFORKD", wrapper.c_str(), 1);
-  struct restore_preforkd {
-    std::string path;
-    ~restore_preforkd() { ::setenv("PREFORKD", path.c_str(), 1); }
-  } restore{real_preforkd};
 
-  server_options options;
+  auto options = boost_test_options();
+  options.program = wrapper;
   options.config["workers"] = 2;
   options.config["http"] = json::object{{"request_timeout", 3}};
-  server_process server(std::move(options));
-  server.require_ready();
-  const auto workers = server.worker_pids();
-  const pid_t master = server.master_pid();
+  prefork::testing::server server(std::move(options));
+  const auto workers = worker_pids(server);
+  const pid_t master = server.pid();
   rlimit limit{};
   BOOST_REQUIRE(::prlimit(master, RLIMIT_NOFILE, nullptr, &limit) == 0);
   BOOST_REQUIRE_EQUAL(limit.rlim_max, static_cast<rlim_t>(descriptor_limit));
@@ -648,7 +640,7 @@ BOOST_AUTO_TEST_CASE(descriptor_exhaustion_pauses_accepting_without_spinning) {
   // More clients than descriptors: each sends a request and does not read its answer.
   std::vector<raw_socket> crowd;
   for (int i = 0; i < clients; ++i) {
-    crowd.push_back(connect_raw(server.unix_endpoint()));
+    crowd.push_back(connect_raw(unix_endpoint(server)));
     (void)send_all(crowd.back().fd(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n", clock_type::now() + 1s);
   }
   std::this_thread::sleep_for(300ms);
@@ -670,7 +662,7 @@ BOOST_AUTO_TEST_CASE(descriptor_exhaustion_pauses_accepting_without_spinning) {
   std::optional<http_response> answer;
   std::string last_error;
   while (clock_type::now() - left_at < 20s) {
-    auto response = http_get(server.unix_endpoint(), "/", 2s);
+    auto response = http_get(unix_endpoint(server), "/", 2s);
     if (response && response->status == 200) {
       answer = *response;
       break;
@@ -681,20 +673,20 @@ BOOST_AUTO_TEST_CASE(descriptor_exhaustion_pauses_accepting_without_spinning) {
   BOOST_REQUIRE_MESSAGE(answer.has_value(), "no answer within 20 s after the clients left (last: "
                                                 << last_error << "); the master holds " << open_descriptor_count(master)
                                                 << " descriptors\n"
-                                                << server.diagnostics());
+                                                << server.log_tail(40));
   BOOST_TEST_MESSAGE(
       "served again " << std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - left_at).count()
                       << " ms after the clients left");
   for (int i = 0; i < 50; ++i) {
-    auto response = http_get(server.unix_endpoint(), "/", request_timeout);
+    auto response = http_get(unix_endpoint(server), "/", request_timeout);
     BOOST_REQUIRE_MESSAGE(response && response->status == 200, "request " << i << " after recovery failed\n"
-                                                                          << server.diagnostics());
+                                                                          << server.log_tail(40));
   }
   auto stats = master_stats(server);
   BOOST_TEST_MESSAGE("stats: " << json::serialize(stats));
   BOOST_TEST(counter(stats, "accept_pauses") > 0u, "the master never ran out of descriptors: the test proves nothing");
   BOOST_TEST(counter(stats, "worker_crashes") == 0u);
-  BOOST_TEST((server.worker_pids() == workers));
+  BOOST_TEST((worker_pids(server) == workers));
   // Every descriptor the crowd cost the master is given back.
   std::size_t master_fds_after = open_descriptor_count(master);
   for (auto until = clock_type::now() + 5s; master_fds_after > master_fds_before && clock_type::now() < until;) {
@@ -706,10 +698,9 @@ BOOST_AUTO_TEST_CASE(descriptor_exhaustion_pauses_accepting_without_spinning) {
 }
 
 BOOST_AUTO_TEST_CASE(control_socket_abuse_leaves_the_master_healthy) {
-  server_process server;
-  server.require_ready();
-  const auto workers = server.worker_pids();
-  const endpoint control = endpoint::unix_socket(server.dir() / "ctl.sock");
+  prefork::testing::server server(boost_test_options());
+  const auto workers = worker_pids(server);
+  const endpoint control_endpoint = endpoint::unix_socket(server.control_path());
   const unsigned seed = std::random_device{}();
   BOOST_TEST_MESSAGE("control abuse: seed " << seed);
   std::mt19937 random(seed);
@@ -722,7 +713,7 @@ BOOST_AUTO_TEST_CASE(control_socket_abuse_leaves_the_master_healthy) {
       do c = static_cast<char>(random() & 0xff);
       while (c == '\n');
     }
-    raw_socket socket = connect_raw(control);
+    raw_socket socket = connect_raw(control_endpoint);
     BOOST_REQUIRE(send_all(socket.fd(), junk + "\n{\"cmd\":\"ping\"}\n", clock_type::now() + control_timeout) == 0);
     std::string pending;
     auto error_line = read_line(socket.fd(), pending, clock_type::now() + control_timeout);
@@ -736,7 +727,7 @@ BOOST_AUTO_TEST_CASE(control_socket_abuse_leaves_the_master_healthy) {
 
   // A huge line: too_large, then the connection goes on.
   {
-    raw_socket socket = connect_raw(control);
+    raw_socket socket = connect_raw(control_endpoint);
     std::string huge(1 << 20, 'x');
     BOOST_REQUIRE(send_all(socket.fd(), huge + "\n{\"cmd\":\"ping\"}\n", clock_type::now() + control_timeout) == 0);
     std::string pending;
@@ -751,7 +742,7 @@ BOOST_AUTO_TEST_CASE(control_socket_abuse_leaves_the_master_healthy) {
   // Thousands of requests on one connection, written while the replies are read.
   {
     constexpr int requests = 5000;
-    raw_socket socket = connect_raw(control);
+    raw_socket socket = connect_raw(control_endpoint);
     std::string batch;
     for (int i = 0; i < requests; ++i) batch += i % 2 == 0 ? "{\"cmd\":\"ping\"}\n" : "{\"cmd\":\"stats\"}\n";
     std::thread writer([&] { (void)send_all(socket.fd(), batch, clock_type::now() + 30s); });
@@ -766,7 +757,7 @@ BOOST_AUTO_TEST_CASE(control_socket_abuse_leaves_the_master_healthy) {
   }
 
   // A client that never reads: it fills its socket with replies; others are still served.
-  raw_socket hog = connect_raw(control);
+  raw_socket hog = connect_raw(control_endpoint);
   {
     std::string ping_batch;
     for (int i = 0; i < 1000; ++i) ping_batch += "{\"cmd\":\"config\"}\n";
@@ -777,11 +768,11 @@ BOOST_AUTO_TEST_CASE(control_socket_abuse_leaves_the_master_healthy) {
   }
   for (int i = 0; i < 20; ++i) {
     auto started = clock_type::now();
-    auto pong = prefork::control_call(server.dir() / "ctl.sock", {{"cmd", "ping"}}, control_timeout);
+    auto pong = control(server, {{"cmd", "ping"}}, control_timeout);
     auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started);
     BOOST_REQUIRE_MESSAGE(pong.has_value(), "ping while a client does not read: " << pong.error().message);
     BOOST_TEST(took < 3000ms, "ping took " << took.count() << " ms while a client does not read");
-    auto response = http_get(server.unix_endpoint(), "/", request_timeout);
+    auto response = http_get(unix_endpoint(server), "/", request_timeout);
     BOOST_TEST((response && response->status == 200u));
   }
   hog.close();
@@ -789,17 +780,17 @@ BOOST_AUTO_TEST_CASE(control_socket_abuse_leaves_the_master_healthy) {
   // Many connections at once, each abandoned without a word.
   {
     std::vector<raw_socket> idle;
-    for (int i = 0; i < 100; ++i) idle.push_back(connect_raw(control));
-    auto pong = prefork::control_call(server.dir() / "ctl.sock", {{"cmd", "ping"}}, control_timeout);
+    for (int i = 0; i < 100; ++i) idle.push_back(connect_raw(control_endpoint));
+    auto pong = control(server, {{"cmd", "ping"}}, control_timeout);
     BOOST_TEST_MESSAGE("ping with 100 idle control connections: "
                        << (pong ? json::serialize(*pong) : pong.error().code + " " + pong.error().message));
   }
   // The master notices the closed connections a moment later: until then it may still
   // refuse a 65th connection.
-  auto pong = prefork::control_call(server.dir() / "ctl.sock", {{"cmd", "ping"}}, control_timeout);
+  auto pong = control(server, {{"cmd", "ping"}}, control_timeout);
   for (auto until = clock_type::now() + 5s; !pong && clock_type::now() < until;) {
     std::this_thread::sleep_for(50ms);
-    pong = prefork::control_call(server.dir() / "ctl.sock", {{"cmd", "ping"}}, control_timeout);
+    pong = control(server, {{"cmd", "ping"}}, control_timeout);
   }
   BOOST_REQUIRE_MESSAGE(pong.has_value(), "ping after the abuse: " << pong.error().message);
   BOOST_TEST(json::serialize(*pong) == "\"pong\"");

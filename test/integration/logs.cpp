@@ -1,10 +1,11 @@
 // Log reopening (SPEC section 2, USR1; section 3, reopen_logs): after logrotate moves the
 // log file, USR1 makes the master and its running workers write to a new file by that name.
+#include "prefork/testing.hpp"
 #include "support/control_helpers.hpp"
 #include "support/lifecycle.hpp"
 #include "support/load.hpp"
 #include "support/procfs.hpp"
-#include "support/server_process.hpp"
+#include "support/server_helpers.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <boost/test/unit_test.hpp>
@@ -23,10 +24,12 @@ namespace {
 
 constexpr int workers = 2;
 
-server_options file_log_options() {
-  server_options options;
+prefork::testing::server_options file_log_options() {
+  auto options = boost_test_options();
   options.config["workers"] = workers;
   options.config["log"] = json::object{{"format", "json"}, {"level", "info"}, {"file", "preforkd.log"}};
+  // Readiness is awaited by require_ready_from_file, whose failure shows the log file.
+  options.wait = prefork::testing::start_wait::no_wait;
   return options;
 }
 
@@ -49,10 +52,21 @@ std::optional<json::object> wait_for_line_in(const fs::path& file, std::string_v
   return found;
 }
 
-void require_ready_from_file(server_process& server) {
+// Waits until every worker is ready as `status` says (the log goes to the file, not to
+// stderr), and the master wants exactly `workers`; a failure shows the log file.
+void require_ready_from_file(prefork::testing::server& server) {
   std::string why;
-  bool ready = wait_control_ready(server, 20s, why, workers);
-  BOOST_REQUIRE_MESSAGE(ready, "not ready: " << why << "\n" << read_file(server.dir() / "preforkd.log"));
+  try {
+    server.wait_ready(20s);
+    auto status = server.status();
+    if (status_workers(status, "desired") != workers || status_workers(status, "ready") != workers ||
+        status_workers(status, "draining") != 0)
+      why = "status: " + json::serialize(status);
+  } catch (const std::exception& error) {
+    why = error.what();
+  }
+  BOOST_REQUIRE_MESSAGE(why.empty(), "not ready: " << why << "\n"
+                                                   << prefork::testing::read_file(server.directory() / "preforkd.log"));
 }
 
 }  // namespace
@@ -60,11 +74,11 @@ void require_ready_from_file(server_process& server) {
 BOOST_AUTO_TEST_SUITE(logs)
 
 BOOST_AUTO_TEST_CASE(usr1_reopens_a_moved_log_file_in_master_and_workers) {
-  server_process server(file_log_options());
+  prefork::testing::server server(file_log_options());
   require_ready_from_file(server);
-  auto log_file = server.dir() / "preforkd.log";
-  auto rotated = server.dir() / "preforkd.log.1";
-  auto pids = server.worker_pids();
+  auto log_file = server.directory() / "preforkd.log";
+  auto rotated = server.directory() / "preforkd.log.1";
+  auto pids = worker_pids(server);
   BOOST_REQUIRE_EQUAL(pids.size(), static_cast<std::size_t>(workers));
   // Both workers have written to the file already (the master logs "worker ready"; each
   // worker logs at least its start).
@@ -72,23 +86,23 @@ BOOST_AUTO_TEST_CASE(usr1_reopens_a_moved_log_file_in_master_and_workers) {
   BOOST_TEST(server.find_log("worker ready").empty(), "log lines went to stderr instead of the file");
 
   load_options load_config;
-  load_config.target = server.unix_endpoint();
+  load_config.target = unix_endpoint(server);
   load_config.clients = 8;
   load_generator load(load_config);
   BOOST_REQUIRE(load.wait_successes(300, 30s));
 
   fs::rename(log_file, rotated);
-  BOOST_REQUIRE(server.signal(SIGUSR1));
+  server.signal(SIGUSR1);
   auto reopened = wait_for_line_in(log_file, "log files reopened", {}, 10s);
-  BOOST_REQUIRE_MESSAGE(reopened.has_value(), "no \"log files reopened\" in a new " << log_file.string()
-                                                                                    << "; rotated file:\n"
-                                                                                    << read_file(rotated));
-  BOOST_TEST(log_int(*reopened, "pid").value_or(-1) == server.master_pid());
+  BOOST_REQUIRE_MESSAGE(reopened.has_value(), "no \"log files reopened\" in a new "
+                                                  << log_file.string() << "; rotated file:\n"
+                                                  << prefork::testing::read_file(rotated));
+  BOOST_TEST(log_int(*reopened, "pid").value_or(-1) == server.pid());
   BOOST_TEST(find_log_in(rotated, "log files reopened").empty());
 
   // A running worker writes to the new file too: TTOU retires one of the two (it existed
   // before USR1), and its "worker draining" / "worker exiting" lines land in the new file.
-  BOOST_REQUIRE(server.signal(SIGTTOU));
+  server.signal(SIGTTOU);
   auto retired = wait_for_line_in(log_file, "retiring worker", {}, 10s);
   BOOST_REQUIRE_MESSAGE(retired.has_value(), "no \"retiring worker\" line in the new file");
   auto retired_pid = static_cast<pid_t>(event_pid(*retired).value_or(-1));
@@ -111,18 +125,18 @@ BOOST_AUTO_TEST_CASE(usr1_reopens_a_moved_log_file_in_master_and_workers) {
   BOOST_TEST(result.total_failures() == 0u, result.summary());
 
   // And the control command does the same: rotate again.
-  auto rotated_again = server.dir() / "preforkd.log.2";
+  auto rotated_again = server.directory() / "preforkd.log.2";
   fs::rename(log_file, rotated_again);
-  auto reply = control_ok(server, {{"cmd", "reopen_logs"}});
+  auto reply = server.control({{"cmd", "reopen_logs"}});
   BOOST_TEST(json::serialize(reply) == "{}");
   auto again = wait_for_line_in(log_file, "log files reopened", {}, 10s);
   BOOST_TEST(again.has_value(), "reopen_logs did not create a new file");
 
-  BOOST_REQUIRE(server.signal(SIGTERM));
+  server.signal(SIGTERM);
   auto status = server.wait_exit(30s);
   BOOST_REQUIRE(status.has_value());
   BOOST_TEST(status->code == 0, status->to_string());
-  BOOST_TEST(server.wait_group_gone());
+  BOOST_TEST(wait_group_gone(server.pid()));
   auto stopped = find_log_in(log_file, "stopped");
   BOOST_REQUIRE_EQUAL(stopped.size(), 1u);
   BOOST_TEST((log_int(stopped[0], "lost") == 0), json::serialize(stopped[0]));

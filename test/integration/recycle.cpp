@@ -1,10 +1,11 @@
 // Recycling by max_requests under load (SPEC sections 2 and 7): workers are replaced one at
 // a time, the replacement first, so that capacity never dips and no request fails.
+#include "prefork/testing.hpp"
 #include "support/control_helpers.hpp"
 #include "support/lifecycle.hpp"
 #include "support/load.hpp"
 #include "support/procfs.hpp"
-#include "support/server_process.hpp"
+#include "support/server_helpers.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <boost/test/unit_test.hpp>
@@ -27,7 +28,7 @@ namespace {
 // counts and how many children the master has.
 class capacity_sampler {
  public:
-  capacity_sampler(const server_process& server, pid_t master) : server_(server), master_(master) {
+  capacity_sampler(const prefork::testing::server& server, pid_t master) : server_(server), master_(master) {
     thread_ = std::thread([this] { run(); });
   }
   ~capacity_sampler() { stop(); }
@@ -74,7 +75,7 @@ class capacity_sampler {
     }
   }
 
-  const server_process& server_;
+  const prefork::testing::server& server_;
   pid_t master_;
   std::atomic<bool> stopping_{false};
   std::thread thread_;
@@ -87,21 +88,20 @@ BOOST_AUTO_TEST_SUITE(recycle)
 BOOST_AUTO_TEST_CASE(max_requests_recycles_workers_under_load) {
   constexpr int workers = 2;
   constexpr int wanted_recycles = 6;
-  server_options options;
+  auto options = boost_test_options();
   options.config["app"] = "testbed";
   options.config["workers"] = workers;
   options.config["max_requests"] = 50;
   options.config["max_requests_jitter"] = 10;
   options.config["graceful_timeout"] = 20;
-  server_process server(std::move(options));
-  server.require_ready();
-  auto initial = server.worker_pids();
+  prefork::testing::server server(std::move(options));
+  auto initial = worker_pids(server);
 
-  capacity_sampler sampler(server, server.master_pid());
+  capacity_sampler sampler(server, server.pid());
   // Requests of 20 ms: a few hundred a second, so that recycling goes on long enough for
   // the sampler to watch it (instant ones would recycle dozens of workers a second).
   load_options per_request;
-  per_request.target = server.unix_endpoint();
+  per_request.target = unix_endpoint(server);
   per_request.clients = 8;
   per_request.path = "/sleep?ms=20";
   per_request.expected_body.reset();
@@ -112,7 +112,7 @@ BOOST_AUTO_TEST_CASE(max_requests_recycles_workers_under_load) {
   keep_alive_options.mode = load_mode::keep_alive;
   load_generator keep_alive(keep_alive_options);
   // Mostly idle keep-alive connections: a retiring worker hands them back.
-  paced_keep_alive_clients idle_clients(server.unix_endpoint(), 4, 10ms);
+  paced_keep_alive_clients idle_clients(unix_endpoint(server), 4, 10ms);
 
   long long recycled = 0;
   bool enough = wait_until(
@@ -127,12 +127,12 @@ BOOST_AUTO_TEST_CASE(max_requests_recycles_workers_under_load) {
   auto idle_result = idle_clients.stop();
   sampler.stop();
   BOOST_REQUIRE_MESSAGE(enough, "only " << recycled << " recycles in 60 s; load " << result.summary() << "\n"
-                                        << server.diagnostics());
+                                        << server.log_tail(40));
 
   std::string why;
   bool settled = wait_settled(server, workers, 30s, &why);
-  BOOST_REQUIRE_MESSAGE(settled, "not settled after recycling: " << why << "\n" << server.diagnostics());
-  auto stats = control_stats(server);
+  BOOST_REQUIRE_MESSAGE(settled, "not settled after recycling: " << why << "\n" << server.log_tail(40));
+  auto stats = server.stats();
   BOOST_TEST_MESSAGE("max_requests 50 under load: "
                      << result.summary() << "; keep-alive " << keep_alive_result.summary() << "; stats "
                      << json::serialize(stats) << "; " << sampler.samples << " status samples, ready "
@@ -161,7 +161,7 @@ BOOST_AUTO_TEST_CASE(max_requests_recycles_workers_under_load) {
 
   // Neither initial worker is left after this many recycles, and each recycled worker had
   // served at least max_requests (its count reaches the master with its progress reports).
-  auto now = server.worker_pids();
+  auto now = worker_pids(server);
   for (pid_t pid : initial)
     BOOST_TEST(!std::binary_search(now.begin(), now.end(), pid), "initial worker " << pid << " still there");
   std::vector<long long> served;
@@ -173,14 +173,14 @@ BOOST_AUTO_TEST_CASE(max_requests_recycles_workers_under_load) {
   for (auto count : served) served_text += std::to_string(count) + " ";
   BOOST_TEST_MESSAGE("requests served by recycled workers: " << served_text);
 
-  BOOST_REQUIRE(server.signal(SIGTERM));
+  server.signal(SIGTERM);
   auto status = server.wait_exit(30s);
-  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.log_tail(40));
   BOOST_TEST(status->code == 0, status->to_string());
   auto stopped = server.find_log("stopped");
   BOOST_REQUIRE_EQUAL(stopped.size(), 1u);
   BOOST_TEST((log_int(stopped[0], "lost") == 0), json::serialize(stopped[0]));
-  BOOST_TEST(server.wait_group_gone());
+  BOOST_TEST(wait_group_gone(server.pid()));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -2,12 +2,13 @@
 // the old one with zero failed requests, keep-alive connections survive (handed back and
 // migrated), a broken file changes nothing, reloads queue instead of stacking, and
 // listeners follow the file.
+#include "prefork/testing.hpp"
 #include "support/control_helpers.hpp"
 #include "support/http_client.hpp"
 #include "support/lifecycle.hpp"
 #include "support/load.hpp"
 #include "support/procfs.hpp"
-#include "support/server_process.hpp"
+#include "support/server_helpers.hpp"
 
 #include <boost/asio/error.hpp>
 #include <boost/json/serialize.hpp>
@@ -36,8 +37,8 @@ constexpr int workers = 2;
 constexpr auto reload_timeout = 60s;
 const char* const ready_message = "reload: new generation ready, retiring the old one";
 
-server_options reload_options() {
-  server_options options;
+prefork::testing::server_options reload_options() {
+  auto options = boost_test_options();
   options.config["app"] = "testbed";
   options.config["workers"] = workers;
   options.config["graceful_timeout"] = 20;
@@ -45,9 +46,9 @@ server_options reload_options() {
   return options;
 }
 
-load_options load_on(const server_process& server, load_mode mode, int clients) {
+load_options load_on(const prefork::testing::server& server, load_mode mode, int clients) {
   load_options options;
-  options.target = server.unix_endpoint();
+  options.target = unix_endpoint(server);
   options.clients = clients;
   options.mode = mode;
   options.request_timeout = 10s;
@@ -71,7 +72,7 @@ bool intersects(const std::vector<pid_t>& a, const std::vector<pid_t>& b) {
 }
 
 // Waits for the first log line with `msg` whose "generation" is `generation`.
-std::optional<json::object> wait_for_generation_log(const server_process& server, std::string_view msg,
+std::optional<json::object> wait_for_generation_log(const prefork::testing::server& server, std::string_view msg,
                                                     long long generation, std::chrono::milliseconds timeout) {
   return server.wait_for_log(msg, timeout,
                              [&](const json::object& line) { return log_int(line, "generation") == generation; });
@@ -82,10 +83,11 @@ std::string reloading_text(long long generation) {
   return "\"msg\":\"reloading\",\"generation\":" + std::to_string(generation) + ",";
 }
 
-// Polls stderr for `text` every 200 us (wait_for_log polls every 20 ms, longer than a
+// Polls stderr for `text` every 200 us (wait_for_log polls every 10 ms, longer than a
 // whole reload takes here).
-bool wait_for_log_text(const server_process& server, const std::string& text, std::chrono::milliseconds timeout) {
-  auto path = server.dir() / "stderr.log";
+bool wait_for_log_text(const prefork::testing::server& server, const std::string& text,
+                       std::chrono::milliseconds timeout) {
+  auto path = server.directory() / "stderr.log";
   auto deadline = clock_type::now() + timeout;
   std::uintmax_t seen_size = 0;
   for (;;) {
@@ -93,7 +95,7 @@ bool wait_for_log_text(const server_process& server, const std::string& text, st
     auto size = std::filesystem::file_size(path, ec);
     if (!ec && size != seen_size) {
       seen_size = size;
-      if (read_file(path).find(text) != std::string::npos) return true;
+      if (prefork::testing::read_file(path).find(text) != std::string::npos) return true;
     }
     if (clock_type::now() >= deadline) return false;
     std::this_thread::sleep_for(200us);
@@ -162,28 +164,34 @@ class raw_control {
 
 // The state letter of /proc/PID/stat ('R', 'S', 'T' stopped, ...), '?' when gone.
 char process_state(pid_t pid) {
-  std::string text = read_file(std::filesystem::path("/proc") / std::to_string(pid) / "stat");
+  std::string text = prefork::testing::read_file(std::filesystem::path("/proc") / std::to_string(pid) / "stat");
   auto close = text.rfind(')');
   if (close == std::string::npos || close + 2 >= text.size()) return '?';
   return text[close + 2];
 }
 
-// Sends SIGCONT to the master when it goes out of scope (a second SIGCONT is harmless).
+// Sends SIGCONT to the master when it goes out of scope (a second SIGCONT is harmless;
+// a master that has exited needs none).
 struct continue_on_exit {
-  server_process& server;
-  ~continue_on_exit() { server.signal(SIGCONT); }
+  prefork::testing::server& server;
+  ~continue_on_exit() {
+    try {
+      server.signal(SIGCONT);
+    } catch (const std::runtime_error&) {
+    }
+  }
 };
 
 // TERM, exit 0, one "stopped" line with lost == 0; returns that line.
-json::object require_clean_stop(server_process& server) {
-  BOOST_REQUIRE(server.signal(SIGTERM));
+json::object require_clean_stop(prefork::testing::server& server) {
+  server.signal(SIGTERM);
   auto status = server.wait_exit(30s);
-  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.log_tail(40));
   BOOST_TEST(status->code == 0, status->to_string());
   auto stopped = server.find_log("stopped");
-  BOOST_REQUIRE_MESSAGE(stopped.size() == 1u, "expected one \"stopped\" line\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(stopped.size() == 1u, "expected one \"stopped\" line\n" << server.log_tail(40));
   BOOST_TEST((log_int(stopped[0], "lost") == 0), json::serialize(stopped[0]));
-  BOOST_TEST(server.wait_group_gone());
+  BOOST_TEST(wait_group_gone(server.pid()));
   return stopped[0];
 }
 
@@ -198,11 +206,10 @@ long long milliseconds_between(std::chrono::system_clock::time_point from, std::
 BOOST_AUTO_TEST_SUITE(reload)
 
 BOOST_AUTO_TEST_CASE(hup_under_connection_per_request_load) {
-  server_process server(reload_options());
-  server.require_ready();
-  auto before = server.worker_pids();
+  prefork::testing::server server(reload_options());
+  auto before = worker_pids(server);
   BOOST_REQUIRE_EQUAL(before.size(), static_cast<std::size_t>(workers));
-  auto first = whoami(server.unix_endpoint(), 5s);
+  auto first = whoami(unix_endpoint(server), 5s);
   BOOST_REQUIRE_MESSAGE(first.has_value(), "whoami: " << first.error().message());
   BOOST_TEST(first->generation == 1);
 
@@ -211,9 +218,9 @@ BOOST_AUTO_TEST_CASE(hup_under_connection_per_request_load) {
 
   auto hup_at = std::chrono::system_clock::now();
   auto hup_steady = clock_type::now();
-  BOOST_REQUIRE(server.signal(SIGHUP));
+  server.signal(SIGHUP);
   auto ready = wait_for_generation_log(server, ready_message, 2, reload_timeout);
-  BOOST_REQUIRE_MESSAGE(ready.has_value(), "the new generation never got ready\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(ready.has_value(), "the new generation never got ready\n" << server.log_tail(40));
   auto seen_after = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - hup_steady).count();
   auto ready_at = log_time(*ready);
   BOOST_REQUIRE(ready_at.has_value());
@@ -226,26 +233,26 @@ BOOST_AUTO_TEST_CASE(hup_under_connection_per_request_load) {
   std::vector<pid_t> after;
   bool replaced = wait_until(
       [&] {
-        after = server.worker_pids();
+        after = worker_pids(server);
         return after.size() == static_cast<std::size_t>(workers) && !intersects(after, before);
       },
       30s);
-  BOOST_REQUIRE_MESSAGE(replaced, "old workers still there or wrong count\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(replaced, "old workers still there or wrong count\n" << server.log_tail(40));
   require_more_successes(load, 300, "after the reload");
 
   for (int i = 0; i < 4; ++i) {
-    auto now = whoami(server.unix_endpoint(), 5s);
+    auto now = whoami(unix_endpoint(server), 5s);
     BOOST_REQUIRE_MESSAGE(now.has_value(), "whoami: " << now.error().message());
     BOOST_TEST(now->generation == 2);
     BOOST_TEST(std::binary_search(after.begin(), after.end(), now->pid),
                "whoami pid " << now->pid << " not a new worker");
   }
-  auto status = control_status(server);
+  auto status = server.status();
   BOOST_TEST(json_int(status, "generation").value_or(-1) == 2);
   BOOST_TEST(log_string(status, "state") == "running");
 
   auto result = load.stop();
-  auto stats = control_stats(server);
+  auto stats = server.stats();
   BOOST_TEST_MESSAGE("HUP, connection-per-request, 12 clients: "
                      << result.summary() << "; migrated " << json::serialize(stats.at("migrated")) << "; reload took "
                      << milliseconds_between(hup_at, *ready_at) << " ms from HUP to \"" << ready_message << "\" ("
@@ -260,16 +267,15 @@ BOOST_AUTO_TEST_CASE(hup_under_connection_per_request_load) {
 
 BOOST_AUTO_TEST_CASE(hup_with_keep_alive_clients_reusing_their_connections) {
   constexpr int clients = 12;
-  server_process server(reload_options());
-  server.require_ready();
-  auto before = server.worker_pids();
+  prefork::testing::server server(reload_options());
+  auto before = worker_pids(server);
 
   // Idle keep-alive connections held across the reload: the old workers must hand them
   // back, and the next request on each is served by the new generation.
   constexpr long long idle_count = 4;
   std::vector<http_connection> idle(idle_count);
   for (auto& connection : idle) {
-    BOOST_REQUIRE(!connection.connect(server.unix_endpoint(), 5s));
+    BOOST_REQUIRE(!connection.connect(unix_endpoint(server), 5s));
     auto reply = whoami(connection, 5s);
     BOOST_REQUIRE_MESSAGE(reply.has_value(), "whoami: " << reply.error().message());
     BOOST_REQUIRE_EQUAL(reply->generation, 1);
@@ -288,11 +294,11 @@ BOOST_AUTO_TEST_CASE(hup_with_keep_alive_clients_reusing_their_connections) {
   auto reconnects_before = load.snapshot().reconnects;
 
   auto hup_at = std::chrono::system_clock::now();
-  BOOST_REQUIRE(server.signal(SIGHUP));
+  server.signal(SIGHUP);
   auto ready = wait_for_generation_log(server, ready_message, 2, reload_timeout);
-  BOOST_REQUIRE_MESSAGE(ready.has_value(), "the new generation never got ready\n" << server.diagnostics());
-  bool old_gone = wait_until([&] { return !intersects(server.worker_pids(), before); }, 30s);
-  BOOST_REQUIRE_MESSAGE(old_gone, "old workers still alive 30 s after the switch\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(ready.has_value(), "the new generation never got ready\n" << server.log_tail(40));
+  bool old_gone = wait_until([&] { return !intersects(worker_pids(server), before); }, 30s);
+  BOOST_REQUIRE_MESSAGE(old_gone, "old workers still alive 30 s after the switch\n" << server.log_tail(40));
   require_more_successes(load, 1000, "after the reload");
 
   for (std::size_t i = 0; i < idle.size(); ++i) {
@@ -306,7 +312,7 @@ BOOST_AUTO_TEST_CASE(hup_with_keep_alive_clients_reusing_their_connections) {
 
   auto result = load.stop();
   auto slow_result = slow.stop();
-  auto stats = control_stats(server);
+  auto stats = server.stats();
   auto migrated = json_int(stats, "migrated").value_or(-1);
   auto reconnects = result.reconnects - reconnects_before;
   BOOST_TEST_MESSAGE("HUP, keep-alive, " << clients << " clients: " << result.summary() << "; migrated " << migrated
@@ -331,16 +337,15 @@ BOOST_AUTO_TEST_CASE(hup_with_keep_alive_clients_reusing_their_connections) {
 // like any idle one, not close it (which the client sees as a reset or an EOF).
 BOOST_AUTO_TEST_CASE(keep_alive_response_still_being_written_when_the_drain_starts) {
   constexpr std::size_t body_bytes = 4 * 1024 * 1024;  // far more than the socket buffers hold
-  server_options options = reload_options();
+  prefork::testing::server_options options = reload_options();
   options.config["workers"] = 1;
   options.config["http"] = json::object{{"max_body_bytes", 2 * body_bytes}};
-  server_process server(std::move(options));
-  server.require_ready();
-  auto before = server.worker_pids();
+  prefork::testing::server server(std::move(options));
+  auto before = worker_pids(server);
   BOOST_REQUIRE_EQUAL(before.size(), 1u);
 
   http_connection connection;
-  BOOST_REQUIRE(!connection.connect(server.unix_endpoint(), 5s));
+  BOOST_REQUIRE(!connection.connect(unix_endpoint(server), 5s));
   std::string request = "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: " + std::to_string(body_bytes) +
                         "\r\n\r\n" + std::string(body_bytes, 'x');
   auto sent = connection.send(request, 20s);
@@ -348,13 +353,13 @@ BOOST_AUTO_TEST_CASE(keep_alive_response_still_being_written_when_the_drain_star
   // The worker now writes the echo, blocked on the client's full socket buffer.
   std::this_thread::sleep_for(200ms);
 
-  BOOST_REQUIRE(server.signal(SIGHUP));
+  server.signal(SIGHUP);
   auto ready = wait_for_generation_log(server, ready_message, 2, reload_timeout);
-  BOOST_REQUIRE_MESSAGE(ready.has_value(), "the reload did not finish\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(ready.has_value(), "the reload did not finish\n" << server.log_tail(40));
   auto draining = server.wait_for_log("worker draining", 10s, [&](const json::object& line) {
     return log_int(line, "pid").value_or(-1) == before.front();
   });
-  BOOST_REQUIRE_MESSAGE(draining.has_value(), "the old worker did not start draining\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(draining.has_value(), "the old worker did not start draining\n" << server.log_tail(40));
 
   auto echoed = connection.read_response(20s);
   BOOST_REQUIRE_MESSAGE(echoed.has_value(), "the echo: " << echoed.error().message());
@@ -374,8 +379,7 @@ BOOST_AUTO_TEST_CASE(keep_alive_response_still_being_written_when_the_drain_star
 
 BOOST_AUTO_TEST_CASE(repeated_hups_under_mixed_load) {
   constexpr int reloads = 5;
-  server_process server(reload_options());
-  server.require_ready();
+  prefork::testing::server server(reload_options());
   load_generator per_request(load_on(server, load_mode::connection_per_request, 6));
   load_generator keep_alive(load_on(server, load_mode::keep_alive, 6));
   load_options slow_options = load_on(server, load_mode::keep_alive, 2);
@@ -386,64 +390,63 @@ BOOST_AUTO_TEST_CASE(repeated_hups_under_mixed_load) {
   require_load_going(keep_alive, 300);
 
   for (int i = 0; i < reloads; ++i) {
-    auto before = server.worker_pids();
-    BOOST_REQUIRE(server.signal(SIGHUP));
+    auto before = worker_pids(server);
+    server.signal(SIGHUP);
     auto ready = wait_for_generation_log(server, ready_message, 2 + i, reload_timeout);
-    BOOST_REQUIRE_MESSAGE(ready.has_value(), "reload " << i + 1 << " did not finish\n" << server.diagnostics());
-    bool old_gone = wait_until([&] { return !intersects(server.worker_pids(), before); }, 30s);
-    BOOST_REQUIRE_MESSAGE(old_gone, "reload " << i + 1 << ": old workers still alive\n" << server.diagnostics());
+    BOOST_REQUIRE_MESSAGE(ready.has_value(), "reload " << i + 1 << " did not finish\n" << server.log_tail(40));
+    bool old_gone = wait_until([&] { return !intersects(worker_pids(server), before); }, 30s);
+    BOOST_REQUIRE_MESSAGE(old_gone, "reload " << i + 1 << ": old workers still alive\n" << server.log_tail(40));
     require_more_successes(keep_alive, 100, "between reloads");
   }
   auto results = std::array{per_request.stop(), keep_alive.stop(), slow.stop()};
-  auto stats = control_stats(server);
+  auto stats = server.stats();
   BOOST_TEST_MESSAGE(reloads << " HUPs: per-request " << results[0].summary() << "; keep-alive " << results[1].summary()
                              << "; slow " << results[2].summary() << "; stats " << json::serialize(stats));
   for (const auto& result : results) require_no_failures(result);
   BOOST_TEST(json_int(stats, "reloads").value_or(-1) == reloads);
   BOOST_TEST(json_int(stats, "lost").value_or(-1) == 0);
   BOOST_TEST(json_int(stats, "worker_crashes").value_or(-1) == 0);
-  BOOST_TEST(json_int(control_status(server), "generation").value_or(-1) == 1 + reloads);
+  BOOST_TEST(json_int(server.status(), "generation").value_or(-1) == 1 + reloads);
   require_clean_stop(server);
 }
 
 BOOST_AUTO_TEST_CASE(reload_with_a_broken_config_keeps_the_running_generation) {
-  server_process server(reload_options());
-  server.require_ready();
-  auto before = server.worker_pids();
+  prefork::testing::server server(reload_options());
+  auto before = worker_pids(server);
   load_generator load(load_on(server, load_mode::connection_per_request, 8));
   require_load_going(load, 200);
 
-  write_file(server.dir() / "preforkd.json", "{\"workers\": \"lots\",");  // not even JSON
-  BOOST_REQUIRE(server.signal(SIGHUP));
+  prefork::testing::write_file(server.directory() / "preforkd.json", "{\"workers\": \"lots\",");  // not even JSON
+  server.signal(SIGHUP);
   auto failed = server.wait_for_log("reload failed; the running generation stays", 20s);
-  BOOST_REQUIRE_MESSAGE(failed.has_value(), "no \"reload failed\" line\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(failed.has_value(), "no \"reload failed\" line\n" << server.log_tail(40));
   BOOST_TEST(!log_string(*failed, "error").empty(), json::serialize(*failed));
 
   // A file that parses but has an impossible value fails the same way.
   rewrite_config(server, {{"workers", "lots"}});
-  BOOST_REQUIRE(server.signal(SIGHUP));
+  server.signal(SIGHUP);
   bool second =
       wait_until([&] { return server.find_log("reload failed; the running generation stays").size() == 2; }, 20s);
-  BOOST_REQUIRE_MESSAGE(second, "no second \"reload failed\" line\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(second, "no second \"reload failed\" line\n" << server.log_tail(40));
   auto second_line = server.find_log("reload failed; the running generation stays")[1];
   BOOST_TEST(log_string(second_line, "error").find("workers") != std::string::npos, json::serialize(second_line));
 
   require_more_successes(load, 200, "after the failed reloads");
-  BOOST_TEST(server.worker_pids() == before, "the workers changed after a failed reload");
+  BOOST_TEST(worker_pids(server) == before, "the workers changed after a failed reload");
   BOOST_TEST(server.find_log("reloading").empty());
-  auto reply = whoami(server.unix_endpoint(), 5s);
+  auto reply = whoami(unix_endpoint(server), 5s);
   BOOST_REQUIRE_MESSAGE(reply.has_value(), "whoami: " << reply.error().message());
   BOOST_TEST(reply->generation == 1);
-  auto status = control_status(server);
+  auto status = server.status();
   BOOST_TEST(json_int(status, "generation").value_or(-1) == 1);
   BOOST_TEST(log_string(status, "state") == "running");
-  BOOST_TEST(json_int(control_stats(server), "reloads").value_or(-1) == 0);
+  BOOST_TEST(json_int(server.stats(), "reloads").value_or(-1) == 0);
 
   // Fixed, the next HUP reloads.
   rewrite_config(server, {});
-  BOOST_REQUIRE(server.signal(SIGHUP));
+  server.signal(SIGHUP);
   auto ready = wait_for_generation_log(server, ready_message, 2, reload_timeout);
-  BOOST_REQUIRE_MESSAGE(ready.has_value(), "a reload after the failed ones did not happen\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(ready.has_value(), "a reload after the failed ones did not happen\n" << server.log_tail(40));
   require_more_successes(load, 200, "after the good reload");
   auto result = load.stop();
   BOOST_TEST_MESSAGE("broken-config reloads under load: " << result.summary());
@@ -453,8 +456,7 @@ BOOST_AUTO_TEST_CASE(reload_with_a_broken_config_keeps_the_running_generation) {
 
 BOOST_AUTO_TEST_CASE(two_hups_in_quick_succession_queue_instead_of_stacking) {
   constexpr int attempts = 5;
-  server_process server(reload_options());
-  server.require_ready();
+  prefork::testing::server server(reload_options());
   load_generator load(load_on(server, load_mode::connection_per_request, 12));
   require_load_going(load, 200);
 
@@ -467,14 +469,14 @@ BOOST_AUTO_TEST_CASE(two_hups_in_quick_succession_queue_instead_of_stacking) {
   int pairs = 0;
   while (pairs < attempts && queued == 0) {
     ++pairs;
-    BOOST_REQUIRE(server.signal(SIGHUP));
+    server.signal(SIGHUP);
     bool started = wait_for_log_text(server, reloading_text(generation + 1), 20s);
     BOOST_REQUIRE_MESSAGE(started, "no \"reloading\" line for generation " << generation + 1 << "\n"
-                                                                           << server.diagnostics());
-    BOOST_REQUIRE(server.signal(SIGHUP));
+                                                                           << server.log_tail(40));
+    server.signal(SIGHUP);
     auto second_ready = wait_for_generation_log(server, ready_message, generation + 2, 2 * reload_timeout);
     BOOST_REQUIRE_MESSAGE(second_ready.has_value(), "generation " << generation + 2 << " never got ready\n"
-                                                                  << server.diagnostics());
+                                                                  << server.log_tail(40));
     generation += 2;
     queued = server.find_log("reload queued behind the running one").size();
     // Never stacked: exactly one "reloading" per HUP, and nothing more follows.
@@ -484,28 +486,27 @@ BOOST_AUTO_TEST_CASE(two_hups_in_quick_succession_queue_instead_of_stacking) {
   BOOST_TEST(queued == 1u, "no second HUP was queued in " << pairs << " pairs (or more than one was)");
   std::string why;
   bool settled = wait_settled(server, workers, 30s, &why);
-  BOOST_REQUIRE_MESSAGE(settled, "not settled after the reloads: " << why << "\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(settled, "not settled after the reloads: " << why << "\n" << server.log_tail(40));
   require_more_successes(load, 200, "after the reloads");
 
   BOOST_TEST(server.find_log("reloading").size() == static_cast<std::size_t>(2 * pairs));
   BOOST_TEST(server.find_log(ready_message).size() == static_cast<std::size_t>(2 * pairs));
   BOOST_TEST(server.find_log("reload abandoned; the running generation stays").empty());
-  BOOST_TEST(json_int(control_status(server), "generation").value_or(-1) == generation);
-  auto reply = whoami(server.unix_endpoint(), 5s);
+  BOOST_TEST(json_int(server.status(), "generation").value_or(-1) == generation);
+  auto reply = whoami(unix_endpoint(server), 5s);
   BOOST_REQUIRE_MESSAGE(reply.has_value(), "whoami: " << reply.error().message());
   BOOST_TEST(reply->generation == generation);
 
   auto result = load.stop();
   BOOST_TEST_MESSAGE("HUP pairs under load: " << result.summary());
   require_no_failures(result);
-  BOOST_TEST(json_int(control_stats(server), "reloads").value_or(-1) == 2 * pairs);
+  BOOST_TEST(json_int(server.stats(), "reloads").value_or(-1) == 2 * pairs);
   require_clean_stop(server);
 }
 
 BOOST_AUTO_TEST_CASE(reloads_asked_for_while_one_runs_queue_one_at_most) {
   constexpr int attempts = 10;
-  server_process server(reload_options());
-  server.require_ready();
+  prefork::testing::server server(reload_options());
   load_generator load(load_on(server, load_mode::connection_per_request, 8));
   require_load_going(load, 200);
 
@@ -524,22 +525,22 @@ BOOST_AUTO_TEST_CASE(reloads_asked_for_while_one_runs_queue_one_at_most) {
     raw_control a;
     raw_control b;
     for (auto* connection : {&a, &b}) {
-      BOOST_REQUIRE(connection->connect(control_socket(server)));
+      BOOST_REQUIRE(connection->connect(server.control_path()));
       BOOST_REQUIRE(connection->send("{\"cmd\":\"ping\"}\n"));
       BOOST_REQUIRE(connection->read_line(5s).has_value());  // its session waits for a request now
     }
-    BOOST_REQUIRE(server.signal(SIGSTOP));
+    server.signal(SIGSTOP);
     continue_on_exit resume{server};  // SIGCONT on every path, so that cleanup and load end
-    bool stopped = wait_until([&] { return process_state(server.master_pid()) == 'T'; }, 5s, 1ms);
+    bool stopped = wait_until([&] { return process_state(server.pid()) == 'T'; }, 5s, 1ms);
     BOOST_REQUIRE_MESSAGE(stopped, "SIGSTOP did not stop the master");
-    BOOST_REQUIRE(server.signal(SIGHUP));
+    server.signal(SIGHUP);
     BOOST_REQUIRE(a.send("{\"cmd\":\"reload\"}\n"));
     BOOST_REQUIRE(b.send("{\"cmd\":\"reload\"}\n"));
-    BOOST_REQUIRE(server.signal(SIGCONT));
+    server.signal(SIGCONT);
     std::vector<long long> answers;
     for (auto* connection : {&a, &b}) {
       auto line = connection->read_line(10s);
-      BOOST_REQUIRE_MESSAGE(line.has_value(), "no reply to reload\n" << server.diagnostics());
+      BOOST_REQUIRE_MESSAGE(line.has_value(), "no reply to reload\n" << server.log_tail(40));
       auto reply = prefork::parse_control_reply(*line);
       BOOST_REQUIRE_MESSAGE(reply.has_value() && reply->is_object(), "reply: " << *line);
       answers.push_back(json_int(reply->as_object(), "generation").value_or(-1));
@@ -551,14 +552,14 @@ BOOST_AUTO_TEST_CASE(reloads_asked_for_while_one_runs_queue_one_at_most) {
       BOOST_TEST((answer > generation && answer <= generation + 3), "answer " << answer);
     }
     auto ready = wait_for_generation_log(server, ready_message, last, 2 * reload_timeout);
-    BOOST_REQUIRE_MESSAGE(ready.has_value(), "generation " << last << " never got ready\n" << server.diagnostics());
+    BOOST_REQUIRE_MESSAGE(ready.has_value(), "generation " << last << " never got ready\n" << server.log_tail(40));
     std::string why;
     bool settled = wait_settled(server, workers, 30s, &why);
-    BOOST_REQUIRE_MESSAGE(settled, "not settled after the reloads: " << why << "\n" << server.diagnostics());
+    BOOST_REQUIRE_MESSAGE(settled, "not settled after the reloads: " << why << "\n" << server.log_tail(40));
     // Nothing more comes: one reload per generation, and no generation beyond the answers.
     std::this_thread::sleep_for(300ms);
     auto reloads_started = static_cast<long long>(server.find_log("reloading").size() - reloading_before);
-    auto now = json_int(control_status(server), "generation").value_or(-1);
+    auto now = json_int(server.status(), "generation").value_or(-1);
     BOOST_TEST(now == last, "generation " << now << ", answers up to " << last);
     BOOST_TEST(reloads_started == now - generation, "reloads started: " << reloads_started);
     BOOST_TEST(reloads_started >= 2);
@@ -575,29 +576,28 @@ BOOST_AUTO_TEST_CASE(reloads_asked_for_while_one_runs_queue_one_at_most) {
 }
 
 BOOST_AUTO_TEST_CASE(control_reload_with_wait_returns_the_new_generation) {
-  server_process server(reload_options());
-  server.require_ready();
-  auto before = server.worker_pids();
+  prefork::testing::server server(reload_options());
+  auto before = worker_pids(server);
   load_generator load(load_on(server, load_mode::connection_per_request, 12));
   require_load_going(load, 200);
 
   auto started = clock_type::now();
   auto reply = control(server, {{"cmd", "reload"}, {"wait", true}}, reload_timeout);
   auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started).count();
-  BOOST_REQUIRE_MESSAGE(reply.has_value(), "reload --wait: " << reply.error().message << "\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(reply.has_value(), "reload --wait: " << reply.error().message << "\n" << server.log_tail(40));
   BOOST_REQUIRE(reply->is_object());
   BOOST_TEST(json_int(reply->as_object(), "generation").value_or(-1) == 2, json::serialize(*reply));
   BOOST_TEST_MESSAGE("reload --wait answered after " << took << " ms");
 
   // With wait, the answer comes once the old generation is gone.
   BOOST_TEST(server.find_log(ready_message).size() == 1u);
-  for (const auto& record : control_workers(server)) {
+  for (const auto& record : server.workers()) {
     BOOST_TEST(json_int(record.as_object(), "generation").value_or(-1) == 2, json::serialize(record));
   }
   for (pid_t old : before) BOOST_TEST(!process_alive(old), "old worker " << old << " still alive");
-  auto status = control_status(server);
+  auto status = server.status();
   BOOST_TEST(json_int(status, "generation").value_or(-1) == 2);
-  auto who = whoami(server.unix_endpoint(), 5s);
+  auto who = whoami(unix_endpoint(server), 5s);
   BOOST_REQUIRE_MESSAGE(who.has_value(), "whoami: " << who.error().message());
   BOOST_TEST(who->generation == 2);
 
@@ -609,17 +609,16 @@ BOOST_AUTO_TEST_CASE(control_reload_with_wait_returns_the_new_generation) {
 }
 
 BOOST_AUTO_TEST_CASE(reload_adds_and_removes_a_tcp_listener) {
-  server_process server(reload_options());
-  server.require_ready();
+  prefork::testing::server server(reload_options());
   load_generator load(load_on(server, load_mode::connection_per_request, 8));
   require_load_going(load, 200);
 
   rewrite_config(server, {{"bind", json::array{"unix:app.sock", "127.0.0.1:0"}}});
-  BOOST_REQUIRE(server.signal(SIGHUP));
+  server.signal(SIGHUP);
   auto ready = wait_for_generation_log(server, ready_message, 2, reload_timeout);
-  BOOST_REQUIRE_MESSAGE(ready.has_value(), "the reload did not finish\n" << server.diagnostics());
-  auto tcp = server.listening_endpoint("127.0.0.1:0");
-  BOOST_REQUIRE_MESSAGE(tcp.has_value(), "no \"listening\" line for 127.0.0.1:0\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(ready.has_value(), "the reload did not finish\n" << server.log_tail(40));
+  auto tcp = listening_endpoint(server, "127.0.0.1:0");
+  BOOST_REQUIRE_MESSAGE(tcp.has_value(), "no \"listening\" line for 127.0.0.1:0\n" << server.log_tail(40));
   BOOST_REQUIRE(tcp->type == endpoint::kind::tcp);
   BOOST_TEST(tcp->port != 0);
 
@@ -634,14 +633,14 @@ BOOST_AUTO_TEST_CASE(reload_adds_and_removes_a_tcp_listener) {
     auto tcp_result = on_tcp.stop();
     require_no_failures(tcp_result);
   }
-  auto status = control_status(server);
+  auto status = server.status();
   BOOST_TEST(status.at("listeners").as_array().size() == 2u, json::serialize(status.at("listeners")));
 
   // And removed again: after the switch, the port refuses and the Unix socket serves on.
   rewrite_config(server, {});
-  BOOST_REQUIRE(server.signal(SIGHUP));
+  server.signal(SIGHUP);
   auto removed = wait_for_generation_log(server, ready_message, 3, reload_timeout);
-  BOOST_REQUIRE_MESSAGE(removed.has_value(), "the second reload did not finish\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(removed.has_value(), "the second reload did not finish\n" << server.log_tail(40));
   bool refused = wait_until(
       [&] {
         http_connection probe;
@@ -649,7 +648,7 @@ BOOST_AUTO_TEST_CASE(reload_adds_and_removes_a_tcp_listener) {
       },
       10s, 50ms);
   BOOST_TEST(refused, "the removed listener " << tcp->to_string() << " still accepts");
-  BOOST_TEST(control_status(server).at("listeners").as_array().size() == 1u);
+  BOOST_TEST(server.status().at("listeners").as_array().size() == 1u);
 
   require_more_successes(load, 200, "after the reloads");
   auto result = load.stop();
