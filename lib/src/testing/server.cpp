@@ -228,15 +228,36 @@ struct server::impl {
     }
   }
 
+  // A request that only reads, and so may be sent twice.
+  static bool read_only(const json::object& request) {
+    const json::value* cmd = request.if_contains("cmd");
+    if (cmd == nullptr || !cmd->is_string()) return false;
+    const std::string_view name = cmd->get_string();
+    return name == "status" || name == "workers" || name == "stats" || name == "ping";
+  }
+
   boost::system::result<json::value, control_client_error> try_control(const json::object& request,
                                                                        std::chrono::milliseconds timeout) {
     const auto deadline = steady::now() + timeout;
-    if (!control.is_open()) {
+    const bool reused = control.is_open();
+    if (!reused) {
       auto connected = control.connect(control_path, timeout);
       if (!connected) return connected.error();
     }
-    auto left = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now()), 1ms);
-    return control.call(request, left);
+    auto left = [&] {
+      return std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now()), 1ms);
+    };
+    auto result = control.call(request, left());
+    // The master closes an idle control connection (after a minute), and a new master
+    // after an upgrade never had it: a reused connection found closed is opened again
+    // for a request that may safely be sent twice.
+    if (!result && reused && result.error().failure == control_failure::disconnected && read_only(request)) {
+      control.close();
+      auto connected = control.connect(control_path, left());
+      if (!connected) return connected.error();
+      result = control.call(request, left());
+    }
+    return result;
   }
 
   json::value call(const json::object& request, std::chrono::milliseconds timeout) {
@@ -435,6 +456,11 @@ const std::optional<exit_status>& server::master_exit() const noexcept { return 
 exit_status server::stop(stop_mode mode) { return impl_->stop(mode); }
 
 json::value server::control(json::object request) { return impl_->call(request, impl_->options.request_timeout); }
+void server::disconnect() noexcept {
+  impl_->control.close();
+  if (impl_->session) impl_->session->close();
+}
+
 json::object server::status() { return control({{"cmd", "status"}}).as_object(); }
 json::array server::workers() { return control({{"cmd", "workers"}}).as_array(); }
 json::object server::stats() { return control({{"cmd", "stats"}}).as_object(); }

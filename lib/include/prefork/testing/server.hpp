@@ -174,10 +174,17 @@ class server {
   // --- control socket (SPEC section 3) -------------------------------------------------
 
   /// Sends one request over the server's control connection (connected on first use and
-  /// again after a transport failure) and returns the reply's `result`. Throws
+  /// again after a transport failure) and returns the reply's `result`. A read-only request
+  /// (`status`, `workers`, `stats`, `ping`) that finds the connection closed by the master
+  /// (its idle timeout, an upgrade) is sent once more on a new connection. Throws
   /// control_error on an error reply or when the master cannot be reached or does not
   /// answer within request_timeout.
   boost::json::value control(boost::json::object request);
+  /// Closes the server's own control connection (opened by the first control call, by
+  /// wait_ready() and by the constructor, and kept open: the master then holds one
+  /// descriptor and one control connection for it) and its HTTP session. The next call
+  /// that needs them connects again. For tests that count what the master holds.
+  void disconnect() noexcept;
   /// control({"cmd":"status"}) as an object.
   boost::json::object status();
   /// control({"cmd":"workers"}) as an array of worker objects.
