@@ -1,13 +1,12 @@
 // The control socket through a real preforkd (SPEC section 3): every command and its
 // result, every error code on a connection that stays usable, a foreign user's
 // `forbidden` reply, and idle control connections beside service (with the cap on them).
-#include "support/control_helpers.hpp"
-#include "support/http_client.hpp"
-#include "support/procfs.hpp"
-#include "support/server_process.hpp"
-
 #include "prefork/control_client.hpp"
 #include "prefork/detail/control_server.hpp"
+#include "prefork/testing.hpp"
+#include "support/control_helpers.hpp"
+#include "support/http_client.hpp"
+#include "support/server_helpers.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -39,14 +38,15 @@ namespace json = boost::json;
 using clock_type = std::chrono::steady_clock;
 using prefork::control_client;
 using prefork::control_failure;
+using prefork::testing::read_file;
 
 namespace {
 
 constexpr auto call_timeout = 10s;
 constexpr auto request_timeout = 5s;
 
-server_options testbed_options() {
-  server_options options;
+prefork::testing::server_options testbed_options() {
+  auto options = boost_test_options();
   options.config["app"] = "testbed";
   return options;
 }
@@ -79,8 +79,8 @@ bool poll_until(std::chrono::milliseconds timeout, Predicate done) {
 }
 
 // The worker (id) that answered GET /whoami, or nullopt when the request failed.
-std::optional<std::int64_t> whoami(const server_process& server) {
-  auto response = http_get(server.unix_endpoint(), "/whoami", request_timeout);
+std::optional<std::int64_t> whoami(const prefork::testing::server& server) {
+  auto response = http_get(unix_endpoint(server), "/whoami", request_timeout);
   if (!response || response->status != 200) return std::nullopt;
   boost::system::error_code ec;
   auto body = json::parse(response->body, ec);
@@ -95,17 +95,53 @@ std::optional<json::object> find_worker(const json::array& workers, std::int64_t
   return std::nullopt;
 }
 
-// Waits until the master's workers are `count` ready ones and `gone` is none of them.
-bool wait_replaced(server_process& server, std::int64_t gone, std::size_t count, std::chrono::milliseconds timeout,
-                   std::string& why) {
+// Polls until GET / answers 200 and every worker (each child of the master, `workers` of
+// the config) has logged "worker ready". Unlike server.wait_ready() it makes no control
+// connection: not even a closed one the master may not have seen go yet. False on
+// timeout, with what was seen last in `why`.
+bool wait_ready_without_control(prefork::testing::server& server, std::chrono::milliseconds timeout, std::string& why) {
+  const auto desired = static_cast<std::size_t>(json_int(server.config(), "workers").value_or(2));
   return poll_until(timeout, [&] {
-    auto children = server.worker_pids();
+    auto children = worker_pids(server);
+    auto ready_lines = server.find_log("worker ready").size();
+    why = std::to_string(children.size()) + " children, " + std::to_string(ready_lines) + " \"worker ready\" lines";
+    if (children.size() != desired || ready_lines < desired) return false;
+    auto response = http_get(unix_endpoint(server), "/", request_timeout);
+    if (!response || response->status != 200) {
+      why += response ? ", GET / answered " + std::to_string(response->status) : ", GET / failed";
+      return false;
+    }
+    return true;
+  });
+}
+
+// The error reply to `request`, sent on a fresh connection. Any other outcome (an ok
+// reply, no reply) fails the test.
+prefork::control_client_error remote_error(const prefork::testing::server& server, const json::object& request) {
+  auto result = prefork::test_support::control(server, request);
+  // Built first: the message of BOOST_REQUIRE_MESSAGE may be evaluated before the condition.
+  std::string why;
+  if (result)
+    why = json::serialize(request) + " succeeded with " + json::serialize(*result) + ", expected an error reply";
+  else if (result.error().failure != control_failure::remote)
+    why = json::serialize(request) + " failed without an error reply: " + result.error().message + "\n" +
+          server.log_tail(40);
+  BOOST_REQUIRE_MESSAGE(why.empty(), why);
+  return result.error();
+}
+
+// Waits until the master's workers are `count` ready ones and `gone` is none of them.
+bool wait_replaced(prefork::testing::server& server, std::int64_t gone, std::size_t count,
+                   std::chrono::milliseconds timeout, std::string& why) {
+  return poll_until(timeout, [&] {
+    auto children = worker_pids(server);
     if (std::find(children.begin(), children.end(), static_cast<pid_t>(gone)) != children.end()) {
       why = "pid " + std::to_string(gone) + " is still a child of the master";
       return false;
     }
-    if (!wait_control_ready(server, 0ms, why)) return false;
-    auto workers = control_workers(server);
+    // One status check: `count` desired and ready, none starting, draining or backing off.
+    if (!wait_settled(server, static_cast<int>(count), 0ms, &why)) return false;
+    auto workers = server.workers();
     if (workers.size() != count || children.size() != count) {
       why = std::to_string(children.size()) + " children; workers: " + json::serialize(workers);
       return false;
@@ -300,7 +336,8 @@ foreign_attempt connect_as(const fs::path& path, uid_t uid, gid_t gid) {
   ::waitpid(child, &status, 0);
   if (!attempt.failure.empty()) return attempt;
   if (bytes.size() < 2 * sizeof(int)) {
-    attempt.failure = "the child reported nothing (" + exit_status::from_wait_status(status).to_string() + ")";
+    attempt.failure =
+        "the child reported nothing (" + prefork::testing::exit_status::from_wait_status(status).to_string() + ")";
     return attempt;
   }
   int header[2];
@@ -338,19 +375,16 @@ struct running_as_root {
 BOOST_AUTO_TEST_SUITE(control)
 
 BOOST_AUTO_TEST_CASE(ping_status_workers_and_config) {
-  server_options options = testbed_options();
+  auto options = testbed_options();
   options.config["bind"] = json::array{"unix:app.sock", "127.0.0.1:0"};
-  server_process server(std::move(options));
-  server.require_ready();
-  std::string why;
-  BOOST_REQUIRE_MESSAGE(wait_control_ready(server, 20s, why), why);
+  prefork::testing::server server(std::move(options));  // returns once every worker is ready
 
-  auto pong = control_ok(server, {{"cmd", "ping"}});
+  auto pong = server.control({{"cmd", "ping"}});
   BOOST_TEST((pong == json::value("pong")), json::serialize(pong));
 
-  auto status = control_status(server);
+  auto status = server.status();
   BOOST_TEST_MESSAGE("status: " << json::serialize(status));
-  BOOST_TEST((json_int(status, "pid") == server.master_pid()), json::serialize(status));
+  BOOST_TEST((json_int(status, "pid") == server.pid()), json::serialize(status));
   BOOST_TEST(!json_string(status, "version").empty(), json::serialize(status));
   BOOST_TEST(is_number(status.if_contains("uptime_s")), "uptime_s is not a number: " << json::serialize(status));
   if (auto uptime = status.if_contains("uptime_s"); is_number(uptime)) BOOST_TEST(uptime->to_number<double>() >= 0.0);
@@ -373,7 +407,8 @@ BOOST_AUTO_TEST_CASE(ping_status_workers_and_config) {
     BOOST_REQUIRE(entry.is_object());
     address_of[json_string(entry.as_object(), "bind")] = json_string(entry.as_object(), "address");
   }
-  BOOST_TEST(address_of["unix:app.sock"] == "unix:" + (server.dir() / "app.sock").string(), json::serialize(listeners));
+  BOOST_TEST(address_of["unix:app.sock"] == "unix:" + (server.directory() / "app.sock").string(),
+             json::serialize(listeners));
   const std::string tcp = address_of["127.0.0.1:0"];
   BOOST_TEST(tcp.starts_with("127.0.0.1:"), json::serialize(listeners));
   auto tcp_endpoint = endpoint::parse(tcp);
@@ -384,10 +419,10 @@ BOOST_AUTO_TEST_CASE(ping_status_workers_and_config) {
   BOOST_TEST(via_tcp->status == 200u);
 
   // Workers: one entry per child, with the documented fields and types.
-  auto workers = control_workers(server);
+  auto workers = server.workers();
   BOOST_TEST_MESSAGE("workers: " << json::serialize(workers));
   BOOST_REQUIRE_EQUAL(workers.size(), 2u);
-  auto children = server.worker_pids();
+  auto children = worker_pids(server);
   std::set<std::int64_t> ids;
   static const std::set<std::string> states{"starting", "ready", "draining", "paused", "backoff"};
   for (const auto& entry : workers) {
@@ -413,7 +448,7 @@ BOOST_AUTO_TEST_CASE(ping_status_workers_and_config) {
   BOOST_TEST(ids.size() == 2u, "worker ids are not distinct: " << json::serialize(workers));
 
   // The effective configuration, with `workers` resolved.
-  auto config = control_ok(server, {{"cmd", "config"}});
+  auto config = server.control({{"cmd", "config"}});
   BOOST_REQUIRE_MESSAGE(config.is_object(), json::serialize(config));
   BOOST_TEST((json_int(config.as_object(), "workers") == 2), json::serialize(config));
   BOOST_TEST(json_string(config.as_object(), "app") == "testbed", json::serialize(config));
@@ -421,9 +456,8 @@ BOOST_AUTO_TEST_CASE(ping_status_workers_and_config) {
 }
 
 BOOST_AUTO_TEST_CASE(stats_count_requests_across_workers) {
-  server_process server(testbed_options());
-  server.require_ready();
-  auto before = control_stats(server);
+  prefork::testing::server server(testbed_options());
+  auto before = server.stats();
   BOOST_TEST_MESSAGE("stats before: " << json::serialize(before));
   for (std::string_view key :
        {"accepted", "dispatched", "redispatched", "migrated", "lost", "accept_pauses", "worker_exits", "worker_crashes",
@@ -433,14 +467,14 @@ BOOST_AUTO_TEST_CASE(stats_count_requests_across_workers) {
   }
   constexpr int requests = 30;
   for (int i = 0; i < requests; ++i) {
-    auto response = http_get(server.unix_endpoint(), "/", request_timeout);
+    auto response = http_get(unix_endpoint(server), "/", request_timeout);
     BOOST_REQUIRE_MESSAGE(response.has_value(), "GET / #" << i << ": " << response.error().message());
     BOOST_REQUIRE_EQUAL(response->status, 200u);
   }
   // Requests reach the master with the workers' heartbeats: poll.
   json::object after;
   bool counted = poll_until(15s, [&] {
-    after = control_stats(server);
+    after = server.stats();
     return json_int(after, "requests") >= json_int(before, "requests").value_or(0) + requests;
   });
   BOOST_TEST_MESSAGE("stats after: " << json::serialize(after));
@@ -454,56 +488,59 @@ BOOST_AUTO_TEST_CASE(stats_count_requests_across_workers) {
 }
 
 BOOST_AUTO_TEST_CASE(scale_up_and_down) {
-  server_process server(testbed_options());
-  server.require_ready();
-  auto up = control_ok(server, {{"cmd", "scale"}, {"workers", 3}});
+  prefork::testing::server server(testbed_options());
+  auto up = server.control({{"cmd", "scale"}, {"workers", 3}});
   BOOST_TEST((up == json::value(json::object{{"desired", 3}})), json::serialize(up));
+  // 3 ready (none starting or draining) and 3 children of the master.
   std::string why;
-  BOOST_TEST(wait_control_ready(server, 20s, why, 3), "not 3 ready workers: " << why);
-  BOOST_TEST(poll_until(10s, [&] { return server.worker_pids().size() == 3u; }),
-             "the master has " << server.worker_pids().size() << " children, expected 3");
-  auto down = control_ok(server, {{"cmd", "scale"}, {"workers", 1}});
+  BOOST_TEST(wait_settled(server, 3, 30s, &why), "not 3 ready workers: " << why);
+  BOOST_TEST(worker_pids(server).size() == 3u,
+             "the master has " << worker_pids(server).size() << " children, expected 3");
+  auto down = server.control({{"cmd", "scale"}, {"workers", 1}});
   BOOST_TEST((down == json::value(json::object{{"desired", 1}})), json::serialize(down));
-  BOOST_TEST(wait_control_ready(server, 20s, why, 1), "not 1 ready worker: " << why);
-  BOOST_TEST(poll_until(20s, [&] { return server.worker_pids().size() == 1u; }),
-             "the master has " << server.worker_pids().size() << " children, expected 1");
-  BOOST_TEST(control_workers(server).size() == 1u);
-  auto response = http_get(server.unix_endpoint(), "/", request_timeout);
+  BOOST_TEST(wait_settled(server, 1, 40s, &why), "not 1 ready worker: " << why);
+  BOOST_TEST(worker_pids(server).size() == 1u,
+             "the master has " << worker_pids(server).size() << " children, expected 1");
+  BOOST_TEST(server.workers().size() == 1u);
+  auto response = http_get(unix_endpoint(server), "/", request_timeout);
   BOOST_TEST((response.has_value() && response->status == 200u), "GET / after scaling down failed");
 
   for (const json::value& bad : {json::value(0), json::value(-1), json::value("four"), json::value(1.5)}) {
-    auto error = control_remote_error(server, {{"cmd", "scale"}, {"workers", bad}});
+    auto error = remote_error(server, {{"cmd", "scale"}, {"workers", bad}});
     BOOST_TEST(error.code == "bad_request",
                "scale " << json::serialize(bad) << ": " << error.code << " " << error.message);
   }
-  auto missing = control_remote_error(server, {{"cmd", "scale"}});
+  auto missing = remote_error(server, {{"cmd", "scale"}});
   BOOST_TEST(missing.code == "bad_request", missing.message);
 }
 
 BOOST_AUTO_TEST_CASE(reload_without_and_with_wait) {
-  server_process server(testbed_options());
-  server.require_ready();
-  auto first_generation = json_int(control_status(server), "generation");
+  prefork::testing::server server(testbed_options());
+  auto first_generation = json_int(server.status(), "generation");
   BOOST_REQUIRE(first_generation.has_value());
 
   // Without wait: answered at once with the new generation's number.
-  auto started = control_ok(server, {{"cmd", "reload"}});
+  auto started = server.control({{"cmd", "reload"}});
   BOOST_REQUIRE_MESSAGE(started.is_object(), json::serialize(started));
   auto second = json_int(started.as_object(), "generation");
   BOOST_TEST((second == *first_generation + 1), json::serialize(started));
+  // Every worker ready (none starting or draining), and the old generation's exited.
   std::string why;
-  BOOST_REQUIRE_MESSAGE(wait_control_ready(server, 30s, why), why);
-  BOOST_REQUIRE_MESSAGE(poll_until(20s, [&] { return server.worker_pids().size() == 2u; }), server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(wait_settled(server, 2, 50s, &why), why << "\n" << server.log_tail(40));
 
   // With wait: once answered, the new generation serves and the old one is gone.
-  auto old_pids = server.worker_pids();
-  auto waited = control_ok(server, {{"cmd", "reload"}, {"wait", true}}, 60s);
+  auto old_pids = worker_pids(server);
+  auto waited_reply = prefork::test_support::control(server, {{"cmd", "reload"}, {"wait", true}}, 60s);
+  BOOST_REQUIRE_MESSAGE(waited_reply.has_value(), "reload --wait: " << waited_reply.error().code << " "
+                                                                    << waited_reply.error().message << "\n"
+                                                                    << server.log_tail(40));
+  const json::value& waited = *waited_reply;
   BOOST_REQUIRE_MESSAGE(waited.is_object(), json::serialize(waited));
   auto third = json_int(waited.as_object(), "generation");
   BOOST_REQUIRE_MESSAGE(third.has_value() && second.has_value() && *third == *second + 1, json::serialize(waited));
-  auto status = control_status(server);
+  auto status = server.status();
   BOOST_TEST((json_int(status, "generation") == *third), json::serialize(status));
-  auto workers = control_workers(server);
+  auto workers = server.workers();
   BOOST_TEST(workers.size() == 2u, json::serialize(workers));
   for (const auto& entry : workers) {
     BOOST_TEST((json_int(entry.as_object(), "generation") == *third),
@@ -511,88 +548,85 @@ BOOST_AUTO_TEST_CASE(reload_without_and_with_wait) {
     BOOST_TEST(json_string(entry.as_object(), "state") == "ready", json::serialize(workers));
   }
   for (pid_t old_pid : old_pids) {
-    auto children = server.worker_pids();
+    auto children = worker_pids(server);
     BOOST_TEST((std::find(children.begin(), children.end(), old_pid) == children.end()),
                "old worker " << old_pid << " is still a child after reload --wait");
   }
-  auto body = http_get(server.unix_endpoint(), "/whoami", request_timeout);
+  auto body = http_get(unix_endpoint(server), "/whoami", request_timeout);
   BOOST_REQUIRE(body.has_value());
   BOOST_TEST(body->body.find("\"generation\":" + std::to_string(*third)) != std::string::npos, body->body);
-  auto stats = control_stats(server);
+  auto stats = server.stats();
   BOOST_TEST((json_int(stats, "reloads") == 2), json::serialize(stats));
   BOOST_TEST((json_int(stats, "lost") == 0), json::serialize(stats));
 
-  auto bad = control_remote_error(server, {{"cmd", "reload"}, {"wait", "yes"}});
+  auto bad = remote_error(server, {{"cmd", "reload"}, {"wait", "yes"}});
   BOOST_TEST(bad.code == "bad_request", bad.message);
 }
 
 BOOST_AUTO_TEST_CASE(stop_graceful_exits_0) {
-  server_process server(testbed_options());
-  server.require_ready();
-  auto reply = control_ok(server, {{"cmd", "stop"}});
+  prefork::testing::server server(testbed_options());
+  auto reply = server.control({{"cmd", "stop"}});
   BOOST_TEST((reply == json::value(json::object{})), json::serialize(reply));
   auto status = server.wait_exit(30s);
-  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after stop\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after stop\n" << server.log_tail(40));
   BOOST_TEST(status->code == 0, status->to_string());
-  BOOST_TEST(server.wait_group_gone());
-  BOOST_TEST(!fs::exists(fs::symlink_status(server.dir() / "ctl.sock")), "the control socket file is still there");
+  BOOST_TEST(wait_group_gone(server.pid()));
+  BOOST_TEST(!fs::exists(fs::symlink_status(server.directory() / "ctl.sock")),
+             "the control socket file is still there");
 }
 
 BOOST_AUTO_TEST_CASE(stop_fast_exits_0) {
-  server_process server(testbed_options());
-  server.require_ready();
-  auto bad = control_remote_error(server, {{"cmd", "stop"}, {"graceful", "no"}});
+  prefork::testing::server server(testbed_options());
+  auto bad = remote_error(server, {{"cmd", "stop"}, {"graceful", "no"}});
   BOOST_TEST(bad.code == "bad_request", bad.message);
   BOOST_REQUIRE(server.running());
   // A slow request in flight: a fast stop does not wait for it.
   http_connection slow;
-  BOOST_REQUIRE(!slow.connect(server.unix_endpoint(), request_timeout));
+  BOOST_REQUIRE(!slow.connect(unix_endpoint(server), request_timeout));
   BOOST_REQUIRE(!slow.send(make_request("GET", "/sleep?ms=30000"), request_timeout));
   std::this_thread::sleep_for(200ms);
-  auto reply = control_ok(server, {{"cmd", "stop"}, {"graceful", false}});
+  auto reply = server.control({{"cmd", "stop"}, {"graceful", false}});
   BOOST_TEST((reply == json::value(json::object{})), json::serialize(reply));
   auto status = server.wait_exit(15s);
-  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after a fast stop\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after a fast stop\n" << server.log_tail(40));
   BOOST_TEST(status->code == 0, status->to_string());
-  BOOST_TEST(server.wait_group_gone());
+  BOOST_TEST(wait_group_gone(server.pid()));
 }
 
 BOOST_AUTO_TEST_CASE(kill_worker_term_and_kill_are_replaced) {
-  server_process server(testbed_options());
-  server.require_ready();
+  prefork::testing::server server(testbed_options());
   std::this_thread::sleep_for(1500ms);  // past restart.min_uptime_ms: no worker "dies young"
   for (const char* signal_name : {"TERM", "KILL"}) {
     BOOST_TEST_CONTEXT("signal " << signal_name) {
-      auto workers = control_workers(server);
+      auto workers = server.workers();
       BOOST_REQUIRE(!workers.empty());
       const auto& victim = workers.front().as_object();
       auto id = json_int(victim, "id");
       auto pid = json_int(victim, "pid");
       BOOST_REQUIRE(id && pid);
-      auto reply = control_ok(server, {{"cmd", "kill_worker"}, {"id", *id}, {"signal", signal_name}});
+      auto reply = server.control({{"cmd", "kill_worker"}, {"id", *id}, {"signal", signal_name}});
       BOOST_TEST((reply == json::value(json::object{{"pid", *pid}})), json::serialize(reply));
       std::string why;
       BOOST_TEST(wait_replaced(server, *pid, 2, 20s, why),
                  "worker " << *id << " (pid " << *pid << ") was not replaced: " << why);
-      auto response = http_get(server.unix_endpoint(), "/", request_timeout);
+      auto response = http_get(unix_endpoint(server), "/", request_timeout);
       BOOST_TEST((response.has_value() && response->status == 200u), "GET / after kill_worker failed");
       std::this_thread::sleep_for(1500ms);
     }
   }
-  auto stats = control_stats(server);
+  auto stats = server.stats();
   BOOST_TEST_MESSAGE("stats: " << json::serialize(stats));
   BOOST_TEST((json_int(stats, "worker_exits") >= 2), json::serialize(stats));
   BOOST_TEST((json_int(stats, "worker_crashes") == 0), "kill_worker counted as a crash: " << json::serialize(stats));
   BOOST_TEST((json_int(stats, "lost") == 0), json::serialize(stats));
 
-  auto bad_signal = control_remote_error(server, {{"cmd", "kill_worker"}, {"id", 1}, {"signal", "HUP"}});
+  auto bad_signal = remote_error(server, {{"cmd", "kill_worker"}, {"id", 1}, {"signal", "HUP"}});
   BOOST_TEST(bad_signal.code == "bad_request", bad_signal.message);
 }
 
 BOOST_AUTO_TEST_CASE(paused_worker_gets_no_new_connections_until_resumed) {
-  server_process server(testbed_options());
-  server.require_ready();
-  auto workers = control_workers(server);
+  prefork::testing::server server(testbed_options());
+  auto workers = server.workers();
   BOOST_REQUIRE_EQUAL(workers.size(), 2u);
   auto paused_id = json_int(workers.front().as_object(), "id");
   BOOST_REQUIRE(paused_id.has_value());
@@ -601,7 +635,7 @@ BOOST_AUTO_TEST_CASE(paused_worker_gets_no_new_connections_until_resumed) {
   http_connection kept;
   std::optional<std::int64_t> kept_worker;
   for (int attempt = 0; attempt < 20 && kept_worker != paused_id; ++attempt) {
-    BOOST_REQUIRE(!kept.connect(server.unix_endpoint(), request_timeout));
+    BOOST_REQUIRE(!kept.connect(unix_endpoint(server), request_timeout));
     auto response = kept.request("GET", "/whoami", request_timeout);
     BOOST_REQUIRE_MESSAGE(response.has_value(), response.error().message());
     boost::system::error_code ec;
@@ -610,9 +644,9 @@ BOOST_AUTO_TEST_CASE(paused_worker_gets_no_new_connections_until_resumed) {
   }
   BOOST_REQUIRE_MESSAGE(kept_worker == paused_id, "no connection landed on worker " << *paused_id << " in 20 tries");
 
-  auto reply = control_ok(server, {{"cmd", "pause_worker"}, {"id", *paused_id}});
+  auto reply = server.control({{"cmd", "pause_worker"}, {"id", *paused_id}});
   BOOST_TEST((reply == json::value(json::object{})), json::serialize(reply));
-  auto paused = find_worker(control_workers(server), *paused_id);
+  auto paused = find_worker(server.workers(), *paused_id);
   BOOST_REQUIRE(paused.has_value());
   BOOST_TEST(json_string(*paused, "state") == "paused", json::serialize(*paused));
 
@@ -632,12 +666,12 @@ BOOST_AUTO_TEST_CASE(paused_worker_gets_no_new_connections_until_resumed) {
     BOOST_TEST(*worker != *paused_id, "request #" << i << " went to the paused worker " << *paused_id);
   }
 
-  auto again = control_remote_error(server, {{"cmd", "pause_worker"}, {"id", *paused_id}});
+  auto again = remote_error(server, {{"cmd", "pause_worker"}, {"id", *paused_id}});
   BOOST_TEST(again.code == "bad_request", "pausing a paused worker: " << again.code << " " << again.message);
 
-  reply = control_ok(server, {{"cmd", "resume_worker"}, {"id", *paused_id}});
+  reply = server.control({{"cmd", "resume_worker"}, {"id", *paused_id}});
   BOOST_TEST((reply == json::value(json::object{})), json::serialize(reply));
-  auto resumed = find_worker(control_workers(server), *paused_id);
+  auto resumed = find_worker(server.workers(), *paused_id);
   BOOST_REQUIRE(resumed.has_value());
   BOOST_TEST(json_string(*resumed, "state") == "ready", json::serialize(*resumed));
   int served_by_resumed = 0;
@@ -648,38 +682,36 @@ BOOST_AUTO_TEST_CASE(paused_worker_gets_no_new_connections_until_resumed) {
   }
   BOOST_TEST(served_by_resumed > 0, "the resumed worker got none of " << requests << " connections");
 
-  auto not_paused = control_remote_error(server, {{"cmd", "resume_worker"}, {"id", *paused_id}});
+  auto not_paused = remote_error(server, {{"cmd", "resume_worker"}, {"id", *paused_id}});
   BOOST_TEST(not_paused.code == "bad_request",
              "resuming a ready worker: " << not_paused.code << " " << not_paused.message);
 }
 
 BOOST_AUTO_TEST_CASE(reopen_logs_reopens_the_log_file) {
-  server_options options = testbed_options();
+  auto options = testbed_options();
   options.config["log"] = json::object{{"format", "json"}, {"level", "info"}, {"file", "preforkd.log"}};
-  server_process server(std::move(options));
-  std::string why;
-  BOOST_REQUIRE_MESSAGE(wait_control_ready(server, 20s, why), why << "\n" << server.diagnostics());
-  const fs::path log = server.dir() / "preforkd.log";
-  const fs::path rotated = server.dir() / "preforkd.log.1";
+  // Ready once constructed: the harness asks `status`, it reads no log.
+  prefork::testing::server server(std::move(options));
+  const fs::path log = server.directory() / "preforkd.log";
+  const fs::path rotated = server.directory() / "preforkd.log.1";
   BOOST_REQUIRE(fs::exists(log));
   fs::rename(log, rotated);  // what logrotate does before it signals
 
-  auto reply = control_ok(server, {{"cmd", "reopen_logs"}});
+  auto reply = server.control({{"cmd", "reopen_logs"}});
   BOOST_TEST((reply == json::value(json::object{})), json::serialize(reply));
   bool reopened = poll_until(5s, [&] { return read_file(log).find("log files reopened") != std::string::npos; });
   BOOST_TEST(reopened, "no \"log files reopened\" line in a new preforkd.log; it holds: " << read_file(log));
   BOOST_TEST(read_file(rotated).find("worker ready") != std::string::npos, "the rotated file lost the earlier lines");
   // Later lines go to the new file too.
-  control_ok(server, {{"cmd", "scale"}, {"workers", 2}});
+  server.control({{"cmd", "scale"}, {"workers", 2}});
   bool later = poll_until(5s, [&] { return read_file(log).find("\"control request\"") != std::string::npos; });
   BOOST_TEST(later, "a later line did not reach the new file: " << read_file(log));
 }
 
 BOOST_AUTO_TEST_CASE(every_error_code_keeps_the_connection_usable) {
-  server_process server(testbed_options());
-  server.require_ready();
+  prefork::testing::server server(testbed_options());
   control_client client;
-  auto connected = client.connect(control_socket(server), call_timeout);
+  auto connected = client.connect(server.control_path(), call_timeout);
   BOOST_REQUIRE_MESSAGE(connected.has_value(), connected.error().message);
 
   struct bad_line {
@@ -722,16 +754,15 @@ BOOST_AUTO_TEST_CASE(every_error_code_keeps_the_connection_usable) {
   BOOST_TEST(error_code_of(*second) == "", *second);
 
   BOOST_TEST(server.running());
-  auto response = http_get(server.unix_endpoint(), "/", request_timeout);
+  auto response = http_get(unix_endpoint(server), "/", request_timeout);
   BOOST_TEST((response.has_value() && response->status == 200u), "service after bad control requests");
-  BOOST_TEST((json_int(control_stats(server), "worker_crashes") == 0));
+  BOOST_TEST((json_int(server.stats(), "worker_crashes") == 0));
 }
 
 BOOST_AUTO_TEST_CASE(too_large_line_then_the_connection_goes_on) {
-  server_process server(testbed_options());
-  server.require_ready();
+  prefork::testing::server server(testbed_options());
   control_client client;
-  auto connected = client.connect(control_socket(server), call_timeout);
+  auto connected = client.connect(server.control_path(), call_timeout);
   BOOST_REQUIRE_MESSAGE(connected.has_value(), connected.error().message);
 
   // 70 KiB: a valid request padded past the 64 KiB limit.
@@ -755,15 +786,14 @@ BOOST_AUTO_TEST_CASE(too_large_line_then_the_connection_goes_on) {
 BOOST_AUTO_TEST_CASE(foreign_user_is_forbidden_and_logged, *boost::unit_test::precondition(running_as_root{})) {
   constexpr uid_t nobody = 65534;
   constexpr gid_t nogroup = 65534;
-  server_process server(testbed_options());
-  server.require_ready();
-  const fs::path socket = control_socket(server);
+  prefork::testing::server server(testbed_options());
+  const fs::path socket = server.control_path();
   struct stat info {};
   BOOST_REQUIRE(::stat(socket.c_str(), &info) == 0);
   BOOST_TEST((info.st_mode & 0777) == 0600u, "control socket mode " << std::oct << (info.st_mode & 0777));
 
   // The test dir is 0700: let the other user reach the socket file.
-  fs::permissions(server.dir(), fs::perms(0755), fs::perm_options::replace);
+  fs::permissions(server.directory(), fs::perms(0755), fs::perm_options::replace);
   // With the socket at 0600 the kernel refuses the connection before preforkd sees it.
   auto refused = connect_as(socket, nobody, nogroup);
   BOOST_REQUIRE_MESSAGE(refused.failure.empty(), refused.failure);
@@ -775,7 +805,7 @@ BOOST_AUTO_TEST_CASE(foreign_user_is_forbidden_and_logged, *boost::unit_test::pr
   fs::permissions(socket, fs::perms(0666), fs::perm_options::replace);
   auto attempt = connect_as(socket, nobody, nogroup);
   fs::permissions(socket, fs::perms(0600), fs::perm_options::replace);
-  fs::permissions(server.dir(), fs::perms(0700), fs::perm_options::replace);
+  fs::permissions(server.directory(), fs::perms(0700), fs::perm_options::replace);
   BOOST_REQUIRE_MESSAGE(attempt.failure.empty(), attempt.failure);
   BOOST_REQUIRE_MESSAGE(attempt.connect_error == 0,
                         "connect as uid 65534 to a 0666 socket: " << std::strerror(attempt.connect_error));
@@ -789,11 +819,11 @@ BOOST_AUTO_TEST_CASE(foreign_user_is_forbidden_and_logged, *boost::unit_test::pr
   auto logged = server.wait_for_log("control connection forbidden", 5s, [&](const json::object& line) {
     return log_int(line, "uid") == static_cast<long long>(nobody);
   });
-  BOOST_TEST(logged.has_value(), "no \"control connection forbidden\" line with uid 65534\n" << server.diagnostics());
+  BOOST_TEST(logged.has_value(), "no \"control connection forbidden\" line with uid 65534\n" << server.log_tail(40));
   if (logged) BOOST_TEST(log_string(*logged, "level").starts_with("warn"), json::serialize(*logged));
 
   // Our own user goes on.
-  auto pong = control_ok(server, {{"cmd", "ping"}});
+  auto pong = server.control({{"cmd", "ping"}});
   BOOST_TEST((pong == json::value("pong")));
   BOOST_TEST(server.running());
 }
@@ -802,9 +832,14 @@ BOOST_AUTO_TEST_CASE(idle_control_connections_do_not_affect_service) {
   constexpr std::size_t idle = 200;
   const std::size_t cap = prefork::detail::control_server_options{}.max_connections;
   BOOST_REQUIRE_LT(cap, idle);
-  server_process server(testbed_options());
-  server.require_ready();
-  const fs::path socket = control_socket(server);
+  // Waited for here, not by the harness: its own control connection (which wait_ready
+  // and server.control keep open) would take one of the `cap` places.
+  auto options = testbed_options();
+  options.wait = prefork::testing::start_wait::no_wait;
+  prefork::testing::server server(std::move(options));
+  std::string why;
+  BOOST_REQUIRE_MESSAGE(wait_ready_without_control(server, 20s, why), why << "\n" << server.log_tail(40));
+  const fs::path socket = server.control_path();
 
   std::vector<raw_connection> connections;
   connections.reserve(idle);
@@ -843,7 +878,7 @@ BOOST_AUTO_TEST_CASE(idle_control_connections_do_not_affect_service) {
 
   // Service with every held connection open.
   for (int i = 0; i < 50; ++i) {
-    auto response = http_get(server.unix_endpoint(), "/", request_timeout);
+    auto response = http_get(unix_endpoint(server), "/", request_timeout);
     BOOST_REQUIRE_MESSAGE(response.has_value(),
                           "GET / #" << i << " with idle control connections: " << response.error().message());
     BOOST_REQUIRE_EQUAL(response->status, 200u);

@@ -1,9 +1,10 @@
 // The Prometheus endpoint of a real preforkd (SPEC section 2, `metrics`): served at
 // /metrics on the address it logs, in the text format, with counters that agree with the
 // control socket's `stats` and worker gauges that agree with `status`.
+#include "prefork/testing.hpp"
 #include "support/control_helpers.hpp"
 #include "support/http_client.hpp"
-#include "support/server_process.hpp"
+#include "support/server_helpers.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <boost/test/unit_test.hpp>
@@ -64,7 +65,7 @@ exposition parse_exposition(const std::string& text) {
   return parsed;
 }
 
-std::optional<endpoint> metrics_endpoint(const server_process& server) {
+std::optional<endpoint> metrics_endpoint(const prefork::testing::server& server) {
   auto logged = server.wait_for_log("metrics endpoint", 10s);
   if (!logged) return std::nullopt;
   return endpoint::parse(log_string(*logged, "address"));
@@ -75,33 +76,31 @@ std::optional<endpoint> metrics_endpoint(const server_process& server) {
 BOOST_AUTO_TEST_SUITE(metrics_http)
 
 BOOST_AUTO_TEST_CASE(metrics_agree_with_stats_and_status) {
-  server_options options;
+  auto options = boost_test_options();
   options.config["metrics"] = "127.0.0.1:0";
-  server_process server(std::move(options));
-  server.require_ready();
+  prefork::testing::server server(std::move(options));
   auto where = metrics_endpoint(server);
-  BOOST_REQUIRE_MESSAGE(where.has_value(), "no parsable \"metrics endpoint\" log line\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(where.has_value(), "no parsable \"metrics endpoint\" log line\n" << server.log_tail(40));
   BOOST_TEST((where->type == endpoint::kind::tcp));
   BOOST_TEST(where->port != 0);
 
   constexpr int requests = 25;
-  auto baseline = json_int(control_stats(server), "requests").value_or(0);
+  auto baseline = json_int(server.stats(), "requests").value_or(0);
   for (int i = 0; i < requests; ++i) {
-    auto response = http_get(server.unix_endpoint(), "/", request_timeout);
+    auto response = http_get(unix_endpoint(server), "/", request_timeout);
     BOOST_REQUIRE_MESSAGE(response.has_value(), "GET / #" << i << ": " << response.error().message());
     BOOST_REQUIRE_EQUAL(response->status, 200u);
   }
   // Worker counters reach the master with heartbeats.
   auto counted_by = clock_type::now() + 15s;
-  while (json_int(control_stats(server), "requests").value_or(0) < baseline + requests &&
-         clock_type::now() < counted_by) {
+  while (json_int(server.stats(), "requests").value_or(0) < baseline + requests && clock_type::now() < counted_by) {
     std::this_thread::sleep_for(50ms);
   }
 
-  auto before = control_stats(server);
+  auto before = server.stats();
   auto response = http_get(*where, "/metrics", request_timeout);
-  auto after = control_stats(server);
-  auto status = control_status(server);
+  auto after = server.stats();
+  auto status = server.status();
   BOOST_REQUIRE_MESSAGE(response.has_value(), "GET /metrics: " << response.error().message());
   BOOST_REQUIRE_EQUAL(response->status, 200u);
   auto content_type = response->header("Content-Type").value_or("");

@@ -2,10 +2,12 @@
 // preforkd's Unix socket with keep-alive upstream connections, using the upstream and
 // location settings of conf/nginx-upstream.conf: requests arrive intact, nginx reuses its
 // upstream connections, and a reload of preforkd under load costs no request.
+#include "prefork/testing.hpp"
 #include "support/control_helpers.hpp"
 #include "support/http_client.hpp"
 #include "support/load.hpp"
-#include "support/server_process.hpp"
+#include "support/programs.hpp"
+#include "support/server_helpers.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <boost/test/unit_test.hpp>
@@ -126,7 +128,7 @@ class nginx_process {
  public:
   nginx_process(const fs::path& upstream_socket) {
     auto site_file = shipped_site_file();
-    std::string site = site_file.empty() ? std::string(embedded_site) : read_file(site_file);
+    std::string site = site_file.empty() ? std::string(embedded_site) : prefork::testing::read_file(site_file);
     for (int attempt = 0; attempt < 3; ++attempt) {
       port_ = free_tcp_port();
       auto rewritten = rewrite_site(site, upstream_socket, port_);
@@ -140,11 +142,14 @@ class nginx_process {
       BOOST_REQUIRE(rewritten.has_value());
       BOOST_TEST_MESSAGE("nginx site from "
                          << (site_file.empty() ? std::string("the embedded copy") : site_file.string()));
-      write_file(dir_ / "nginx.conf", main_config(*rewritten));
-      process_ = std::make_unique<child_process>(
-          std::vector<std::string>{nginx_binary.string(), "-p", dir_.path().string() + "/", "-c",
-                                   (dir_ / "nginx.conf").string(), "-e", (dir_ / "error.log").string()},
-          dir_.path(), dir_ / "stdout.log", dir_ / "stderr.log");
+      prefork::testing::write_file(dir_ / "nginx.conf", main_config(*rewritten));
+      prefork::testing::process_options options;
+      const std::string prefix = dir_.path().string() + "/";
+      options.arguments = {"-p", prefix, "-c", (dir_ / "nginx.conf").string(), "-e", (dir_ / "error.log").string()};
+      options.directory = dir_.path();
+      options.stdout_file = dir_ / "stdout.log";
+      options.stderr_file = dir_ / "stderr.log";
+      process_ = std::make_unique<prefork::testing::process>(nginx_binary, options);
       if (wait_serving(20s)) return;
       bool port_taken = error_log().find("Address already in use") != std::string::npos;
       stop();
@@ -159,8 +164,10 @@ class nginx_process {
   nginx_process& operator=(const nginx_process&) = delete;
 
   endpoint where() const { return endpoint::tcp("127.0.0.1", port_); }
-  std::string error_log() const { return read_file(dir_ / "error.log") + read_file(dir_ / "stderr.log"); }
-  std::string access_log() const { return read_file(dir_ / "access.log"); }
+  std::string error_log() const {
+    return prefork::testing::read_file(dir_ / "error.log") + prefork::testing::read_file(dir_ / "stderr.log");
+  }
+  std::string access_log() const { return prefork::testing::read_file(dir_ / "access.log"); }
   bool running() const { return process_ && process_->running(); }
 
   // TERM to the whole group (master and workers), then SIGKILL what is left.
@@ -168,7 +175,9 @@ class nginx_process {
     if (!process_) return;
     process_->signal_group(SIGTERM);
     if (!process_->wait_exit(10s)) BOOST_ERROR("nginx did not exit within 10 s of TERM");
-    if (!process_->wait_group_gone(5s)) BOOST_ERROR("nginx workers outlived their master");
+    if (!process_->wait_group_gone(5s)) {
+      BOOST_ERROR("nginx workers outlived their master: " << process_->describe_members());
+    }
     process_.reset();  // kills and reaps whatever is left
   }
 
@@ -204,9 +213,9 @@ class nginx_process {
     return false;
   }
 
-  temp_dir dir_;
+  prefork::testing::temp_directory dir_;
   unsigned short port_ = 0;
-  std::unique_ptr<child_process> process_;
+  std::unique_ptr<prefork::testing::process> process_;
 };
 
 }  // namespace
@@ -214,9 +223,8 @@ class nginx_process {
 BOOST_AUTO_TEST_SUITE(nginx, *boost::unit_test::precondition(nginx_available()))
 
 BOOST_AUTO_TEST_CASE(requests_through_nginx_reach_preforkd) {
-  server_process server;
-  server.require_ready();
-  nginx_process nginx(server.unix_endpoint().path);
+  prefork::testing::server server(boost_test_options());
+  nginx_process nginx(server.socket_path());
 
   auto response = http_get(nginx.where(), "/", request_timeout);
   BOOST_REQUIRE_MESSAGE(response.has_value(), "GET / through nginx: " << response.error().message() << "\n"
@@ -242,7 +250,7 @@ BOOST_AUTO_TEST_CASE(requests_through_nginx_reach_preforkd) {
   }
   client.close();
 
-  auto before = control_stats(server);
+  auto before = server.stats();
   load_options load_config;
   load_config.target = nginx.where();
   load_config.clients = 4;
@@ -259,7 +267,7 @@ BOOST_AUTO_TEST_CASE(requests_through_nginx_reach_preforkd) {
   auto requests_by = clock_type::now() + 15s;
   json::object after;
   do {
-    after = control_stats(server);
+    after = server.stats();
     if (json_int(after, "requests").value_or(0) - json_int(before, "requests").value_or(0) >=
         static_cast<std::int64_t>(result.successes)) {
       break;
@@ -278,9 +286,8 @@ BOOST_AUTO_TEST_CASE(requests_through_nginx_reach_preforkd) {
 }
 
 BOOST_AUTO_TEST_CASE(reload_behind_nginx_costs_no_request) {
-  server_process server;
-  server.require_ready();
-  nginx_process nginx(server.unix_endpoint().path);
+  prefork::testing::server server(boost_test_options());
+  nginx_process nginx(server.socket_path());
 
   load_options load_config;
   load_config.target = nginx.where();
@@ -292,13 +299,13 @@ BOOST_AUTO_TEST_CASE(reload_behind_nginx_costs_no_request) {
 
   // nginx holds idle keep-alive connections to the old generation: the reload hands them
   // over instead of cutting them (SPEC section 2), so nginx sees no reset.
-  BOOST_REQUIRE(server.signal(SIGHUP));
+  BOOST_REQUIRE_NO_THROW(server.signal(SIGHUP));
   auto reloaded_by = clock_type::now() + 30s;
-  while (json_int(control_status(server), "generation") < 2 && clock_type::now() < reloaded_by) {
+  while (json_int(server.status(), "generation") < 2 && clock_type::now() < reloaded_by) {
     std::this_thread::sleep_for(50ms);
   }
   std::string why;
-  BOOST_TEST(wait_control_ready(server, 30s, why), why);
+  BOOST_TEST(wait_settled(server, 2, 30s, &why), why);
   auto so_far = load.snapshot().successes;
   BOOST_TEST(load.wait_successes(so_far + 200, 30s), "load stalled after the reload: " << load.snapshot().summary());
   auto result = load.stop();
@@ -309,7 +316,7 @@ BOOST_AUTO_TEST_CASE(reload_behind_nginx_costs_no_request) {
   json::object stats;
   auto counted_by = clock_type::now() + 15s;
   do {
-    stats = control_stats(server);
+    stats = server.stats();
     if (json_int(stats, "requests").value_or(0) >= static_cast<std::int64_t>(result.successes)) break;
     std::this_thread::sleep_for(50ms);
   } while (clock_type::now() < counted_by);

@@ -2,9 +2,10 @@
 // socket the test owns (READY, STATUS, RELOADING with MONOTONIC_USEC, STOPPING, WATCHDOG),
 // and socket activation: a listener passed as fd 3 with LISTEN_FDS/LISTEN_PID is served,
 // and its file is left in place at exit.
+#include "prefork/testing.hpp"
 #include "support/control_helpers.hpp"
 #include "support/http_client.hpp"
-#include "support/server_process.hpp"
+#include "support/server_helpers.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <boost/test/unit_test.hpp>
@@ -162,18 +163,20 @@ struct fd_closer {
 BOOST_AUTO_TEST_SUITE(systemd)
 
 BOOST_AUTO_TEST_CASE(notify_ready_status_reloading_stopping) {
-  temp_dir notify_dir;
+  prefork::testing::temp_directory notify_dir;
   notify_socket notify(notify_dir / "notify.sock");
-  server_options options;
-  options.extra_env.emplace_back("NOTIFY_SOCKET", notify.path().string());
-  server_process server(std::move(options));
+  auto options = boost_test_options();
+  options.environment.emplace_back("NOTIFY_SOCKET", notify.path().string());
+  // Not waiting for `status`: READY=1 itself must mean the server serves.
+  options.wait = prefork::testing::start_wait::no_wait;
+  prefork::testing::server server(std::move(options));
 
   auto ready = notify.wait_for_line("READY=1", 20s);
-  BOOST_REQUIRE_MESSAGE(ready.has_value(), "no READY=1; received:\n" << notify.history() << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(ready.has_value(), "no READY=1; received:\n" << notify.history() << server.log_tail(40));
   // READY=1 comes once the first generation is ready: the server serves at once.
-  auto response = http_get(server.unix_endpoint(), "/", request_timeout);
+  auto response = http_get(unix_endpoint(server), "/", request_timeout);
   BOOST_TEST((response.has_value() && response->status == 200u), "GET / right after READY=1 failed");
-  server.require_ready();
+  server.wait_ready();
   auto status_line = notify.wait_for([](std::string_view line) { return line.starts_with("STATUS="); }, 5s);
   bool had_status = notify.history().find("STATUS=") != std::string::npos;
   BOOST_TEST(had_status, "no STATUS= message; received:\n" << notify.history());
@@ -181,7 +184,7 @@ BOOST_AUTO_TEST_CASE(notify_ready_status_reloading_stopping) {
   (void)status_line;
 
   // HUP: RELOADING=1 with MONOTONIC_USEC in the same message, then READY=1.
-  BOOST_REQUIRE(server.signal(SIGHUP));
+  BOOST_REQUIRE_NO_THROW(server.signal(SIGHUP));
   auto reloading = notify.wait_for_line("RELOADING=1", 20s);
   BOOST_REQUIRE_MESSAGE(reloading.has_value(), "no RELOADING=1 after HUP; received:\n" << notify.history());
   auto usec_text = value_of(*reloading, "MONOTONIC_USEC");
@@ -196,24 +199,26 @@ BOOST_AUTO_TEST_CASE(notify_ready_status_reloading_stopping) {
   BOOST_TEST(reloaded.has_value(), "no READY=1 after the reload; received:\n" << notify.history());
 
   // TERM: STOPPING=1, then exit 0.
-  BOOST_REQUIRE(server.signal(SIGTERM));
+  BOOST_REQUIRE_NO_THROW(server.signal(SIGTERM));
   auto stopping = notify.wait_for_line("STOPPING=1", 20s);
   BOOST_TEST(stopping.has_value(), "no STOPPING=1 after TERM; received:\n" << notify.history());
   auto status = server.wait_exit(30s);
-  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.log_tail(40));
   BOOST_TEST(status->code == 0, status->to_string());
   BOOST_TEST_MESSAGE("all notifications:\n" << notify.history());
 }
 
 BOOST_AUTO_TEST_CASE(watchdog_pings_at_half_the_interval) {
-  temp_dir notify_dir;
+  prefork::testing::temp_directory notify_dir;
   notify_socket notify(notify_dir / "notify.sock");
-  server_options options;
-  options.extra_env.emplace_back("NOTIFY_SOCKET", notify.path().string());
-  options.extra_env.emplace_back("WATCHDOG_USEC", "200000");
-  server_process server(std::move(options));
+  auto options = boost_test_options();
+  options.environment.emplace_back("NOTIFY_SOCKET", notify.path().string());
+  options.environment.emplace_back("WATCHDOG_USEC", "200000");
+  // The pings are counted from READY=1 on, as systemd sees them: no wait on `status` first.
+  options.wait = prefork::testing::start_wait::no_wait;
+  prefork::testing::server server(std::move(options));
   auto ready = notify.wait_for_line("READY=1", 20s);
-  BOOST_REQUIRE_MESSAGE(ready.has_value(), "no READY=1; received:\n" << notify.history() << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(ready.has_value(), "no READY=1; received:\n" << notify.history() << server.log_tail(40));
 
   // Nominally one WATCHDOG=1 every 100 ms: 20 in 2 s. A loaded 2-core machine may delay
   // some, so only "repeatedly" is asserted.
@@ -241,45 +246,44 @@ BOOST_AUTO_TEST_CASE(watchdog_pings_at_half_the_interval) {
 }
 
 BOOST_AUTO_TEST_CASE(socket_activation_serves_the_inherited_socket_and_leaves_its_file) {
-  temp_dir sockets;
+  prefork::testing::temp_directory sockets;
   const fs::path path = sockets / "activated.sock";
   fd_closer listener{listen_unix(path)};
-  server_options options;
+  auto options = boost_test_options();
   options.config["bind"] = json::array{json::value("unix:" + path.string())};
-  options.activation = socket_activation{{listener.fd}, {"web"}};
-  server_process server(std::move(options));
-  server.require_ready();
+  options.activation = prefork::testing::socket_activation{{listener.fd}, {"web"}};
+  prefork::testing::server server(std::move(options));
 
   auto response = http_get(endpoint::unix_socket(path), "/", request_timeout);
   BOOST_REQUIRE_MESSAGE(response.has_value(), "GET / on the inherited socket: " << response.error().message());
   BOOST_TEST(response->status == 200u);
   BOOST_TEST(response->body == hello_body);
 
-  auto status = control_status(server);
+  auto status = server.status();
   BOOST_TEST_MESSAGE("status: " << json::serialize(status));
   const json::value* listeners = status.if_contains("listeners");
   BOOST_REQUIRE(listeners != nullptr && listeners->is_array());
   BOOST_REQUIRE_EQUAL(listeners->as_array().size(), 1u);
   const auto& only = listeners->as_array().front().as_object();
   BOOST_TEST(json_string(only, "address") == "unix:" + path.string(), json::serialize(only));
-  BOOST_TEST(!fs::exists(fs::symlink_status(server.dir() / "app.sock")), "preforkd bound app.sock as well");
+  BOOST_TEST(!fs::exists(fs::symlink_status(server.directory() / "app.sock")), "preforkd bound app.sock as well");
 
   // A reload keeps the inherited socket (the file's `bind` does not replace it).
-  BOOST_REQUIRE(server.signal(SIGHUP));
+  BOOST_REQUIRE_NO_THROW(server.signal(SIGHUP));
   auto reloaded_by = clock_type::now() + 30s;
-  while (json_int(control_status(server), "generation") < 2 && clock_type::now() < reloaded_by) {
+  while (json_int(server.status(), "generation") < 2 && clock_type::now() < reloaded_by) {
     std::this_thread::sleep_for(50ms);
   }
   std::string why;
-  BOOST_REQUIRE_MESSAGE(wait_control_ready(server, 30s, why), why);
-  BOOST_TEST((json_int(control_status(server), "generation") == 2));
+  BOOST_REQUIRE_MESSAGE(wait_settled(server, 2, 30s, &why), why);
+  BOOST_TEST((json_int(server.status(), "generation") == 2));
   auto after_reload = http_get(endpoint::unix_socket(path), "/", request_timeout);
   BOOST_TEST((after_reload.has_value() && after_reload->status == 200u), "GET / after a reload failed");
-  BOOST_TEST(!fs::exists(fs::symlink_status(server.dir() / "app.sock")), "the reload bound app.sock");
+  BOOST_TEST(!fs::exists(fs::symlink_status(server.directory() / "app.sock")), "the reload bound app.sock");
 
-  BOOST_REQUIRE(server.signal(SIGTERM));
+  BOOST_REQUIRE_NO_THROW(server.signal(SIGTERM));
   auto exited = server.wait_exit(30s);
-  BOOST_REQUIRE_MESSAGE(exited.has_value(), "no exit after TERM\n" << server.diagnostics());
+  BOOST_REQUIRE_MESSAGE(exited.has_value(), "no exit after TERM\n" << server.log_tail(40));
   BOOST_TEST(exited->code == 0, exited->to_string());
   BOOST_TEST(fs::is_socket(fs::symlink_status(path)), "the inherited socket's file was removed at exit");
 }
@@ -287,11 +291,10 @@ BOOST_AUTO_TEST_CASE(socket_activation_serves_the_inherited_socket_and_leaves_it
 BOOST_AUTO_TEST_CASE(listen_fds_for_another_pid_are_ignored) {
   // LISTEN_PID names another process (the variables leaked from a parent): preforkd binds
   // its configured address and leaves descriptor 3 alone.
-  server_options options;
-  options.extra_env = {{"LISTEN_FDS", "1"}, {"LISTEN_PID", "1"}, {"LISTEN_FDNAMES", "web"}};
-  server_process server(std::move(options));
-  server.require_ready();
-  auto response = http_get(server.unix_endpoint(), "/", request_timeout);
+  auto options = boost_test_options();
+  options.environment = {{"LISTEN_FDS", "1"}, {"LISTEN_PID", "1"}, {"LISTEN_FDNAMES", "web"}};
+  prefork::testing::server server(std::move(options));
+  auto response = http_get(unix_endpoint(server), "/", request_timeout);
   BOOST_TEST((response.has_value() && response->status == 200u), "GET / on the configured socket failed");
 }
 
