@@ -4,8 +4,8 @@
 #include "prefork/control_client.hpp"
 #include "prefork/detail/control_server.hpp"
 #include "prefork/testing.hpp"
-#include "support/control_helpers.hpp"
 #include "support/http_client.hpp"
+#include "support/json_fields.hpp"
 #include "support/server_helpers.hpp"
 
 #include <boost/json/parse.hpp>

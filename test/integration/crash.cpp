@@ -1,13 +1,12 @@
 // SIGKILL of a worker under load (SPEC section 7): only the requests that worker was
 // serving may fail, no accepted connection is lost, and a replacement serves.
 #include "prefork/testing.hpp"
-#include "support/control_helpers.hpp"
 #include "support/http_client.hpp"
+#include "support/json_fields.hpp"
 #include "support/lifecycle.hpp"
 #include "support/load.hpp"
 #include "support/procfs.hpp"
 #include "support/server_helpers.hpp"
-#include "support/server_process.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <boost/test/unit_test.hpp>
@@ -66,7 +65,7 @@ BOOST_AUTO_TEST_CASE(sigkill_of_a_worker_under_load_loses_nothing) {
   pid_t replacement = fresh.front();
 
   auto ready = server.wait_for_log("worker ready", 10s,
-                            [&](const boost::json::object& line) { return event_pid(line) == replacement; });
+                                   [&](const boost::json::object& line) { return event_pid(line) == replacement; });
   BOOST_REQUIRE_MESSAGE(ready.has_value(), "the replacement never logged \"worker ready\"\n" << server.log_tail(40));
   auto ready_after = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - killed_at);
   BOOST_TEST_MESSAGE("replacement ready (seen in the log) " << ready_after.count() << " ms after SIGKILL");

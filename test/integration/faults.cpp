@@ -6,8 +6,8 @@
 // connection, asks /whoami which worker holds it, and pauses that worker, so that the load
 // goes to the other worker and the victim holds only the test's own connection.
 #include "prefork/testing.hpp"
-#include "support/control_helpers.hpp"
 #include "support/http_client.hpp"
+#include "support/json_fields.hpp"
 #include "support/lifecycle.hpp"
 #include "support/load.hpp"
 #include "support/procfs.hpp"

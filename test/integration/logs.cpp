@@ -1,7 +1,7 @@
 // Log reopening (SPEC section 2, USR1; section 3, reopen_logs): after logrotate moves the
 // log file, USR1 makes the master and its running workers write to a new file by that name.
 #include "prefork/testing.hpp"
-#include "support/control_helpers.hpp"
+#include "support/json_fields.hpp"
 #include "support/lifecycle.hpp"
 #include "support/load.hpp"
 #include "support/procfs.hpp"

@@ -2,8 +2,8 @@
 // /metrics on the address it logs, in the text format, with counters that agree with the
 // control socket's `stats` and worker gauges that agree with `status`.
 #include "prefork/testing.hpp"
-#include "support/control_helpers.hpp"
 #include "support/http_client.hpp"
+#include "support/json_fields.hpp"
 #include "support/server_helpers.hpp"
 
 #include <boost/json/serialize.hpp>

@@ -3,8 +3,8 @@
 // location settings of conf/nginx-upstream.conf: requests arrive intact, nginx reuses its
 // upstream connections, and a reload of preforkd under load costs no request.
 #include "prefork/testing.hpp"
-#include "support/control_helpers.hpp"
 #include "support/http_client.hpp"
+#include "support/json_fields.hpp"
 #include "support/load.hpp"
 #include "support/programs.hpp"
 #include "support/server_helpers.hpp"

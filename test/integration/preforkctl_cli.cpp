@@ -2,7 +2,7 @@
 // people and with --json, its exit statuses (0 done, 1 the master said no, 2 usage, 3 no
 // master), and wait-ready for a harness that calls it before the socket exists.
 #include "prefork/testing.hpp"
-#include "support/control_helpers.hpp"
+#include "support/json_fields.hpp"
 #include "support/programs.hpp"
 #include "support/server_helpers.hpp"
 

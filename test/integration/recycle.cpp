@@ -1,7 +1,7 @@
 // Recycling by max_requests under load (SPEC sections 2 and 7): workers are replaced one at
 // a time, the replacement first, so that capacity never dips and no request fails.
 #include "prefork/testing.hpp"
-#include "support/control_helpers.hpp"
+#include "support/json_fields.hpp"
 #include "support/lifecycle.hpp"
 #include "support/load.hpp"
 #include "support/procfs.hpp"

@@ -3,8 +3,8 @@
 // migrated), a broken file changes nothing, reloads queue instead of stacking, and
 // listeners follow the file.
 #include "prefork/testing.hpp"
-#include "support/control_helpers.hpp"
 #include "support/http_client.hpp"
+#include "support/json_fields.hpp"
 #include "support/lifecycle.hpp"
 #include "support/load.hpp"
 #include "support/procfs.hpp"

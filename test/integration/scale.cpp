@@ -1,12 +1,11 @@
 // Scaling under load (SPEC sections 2, 3 and 7): TTIN/TTOU and the control `scale` change
 // the worker count with zero failed requests, and TTOU never goes below one worker.
 #include "prefork/testing.hpp"
-#include "support/control_helpers.hpp"
+#include "support/json_fields.hpp"
 #include "support/lifecycle.hpp"
 #include "support/load.hpp"
 #include "support/procfs.hpp"
 #include "support/server_helpers.hpp"
-#include "support/server_process.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <boost/test/unit_test.hpp>

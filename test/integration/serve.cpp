@@ -5,7 +5,6 @@
 #include "support/load.hpp"
 #include "support/procfs.hpp"
 #include "support/server_helpers.hpp"
-#include "support/server_process.hpp"
 
 #include <boost/json/array.hpp>
 #include <boost/test/unit_test.hpp>

@@ -6,7 +6,6 @@
 #include "support/load.hpp"
 #include "support/procfs.hpp"
 #include "support/server_helpers.hpp"
-#include "support/server_process.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <boost/test/unit_test.hpp>

@@ -3,8 +3,8 @@
 // and socket activation: a listener passed as fd 3 with LISTEN_FDS/LISTEN_PID is served,
 // and its file is left in place at exit.
 #include "prefork/testing.hpp"
-#include "support/control_helpers.hpp"
 #include "support/http_client.hpp"
+#include "support/json_fields.hpp"
 #include "support/server_helpers.hpp"
 
 #include <boost/json/serialize.hpp>

@@ -5,8 +5,8 @@
 // The new master is a child of the old one; when the old one exits it is re-parented to the
 // nearest child subreaper, which this test makes itself, so that it can wait for it.
 #include "prefork/testing.hpp"
-#include "support/control_helpers.hpp"
 #include "support/http_client.hpp"
+#include "support/json_fields.hpp"
 #include "support/lifecycle.hpp"
 #include "support/load.hpp"
 #include "support/procfs.hpp"

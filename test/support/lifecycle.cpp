@@ -27,13 +27,6 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-std::string describe(const control_client_error& error) {
-  std::string text = error.message;
-  if (!error.code.empty()) text = error.code + ": " + text;
-  if (error.system) text += " (" + error.system.message() + ")";
-  return text;
-}
-
 std::optional<std::string> read_proc_stat(pid_t pid) {
   std::ifstream in(fs::path("/proc") / std::to_string(pid) / "stat");
   std::ostringstream text;
@@ -43,12 +36,6 @@ std::optional<std::string> read_proc_stat(pid_t pid) {
 }
 
 }  // namespace
-
-boost::system::result<json::value, control_client_error> control(const server_process& server,
-                                                                 const json::object& request,
-                                                                 std::chrono::milliseconds timeout) {
-  return control_call(control_socket(server), request, timeout);
-}
 
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
                 std::chrono::milliseconds interval) {
@@ -60,38 +47,9 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
   }
 }
 
-bool wait_settled(const server_process& server, int desired, std::chrono::milliseconds timeout, std::string* why) {
-  std::string last;
-  bool settled = wait_until(
-      [&] {
-        auto reply = control(server, {{"cmd", "status"}}, std::chrono::seconds(5));
-        if (!reply || !reply->is_object()) {
-          last = reply ? "status is not an object" : "status: " + describe(reply.error());
-          return false;
-        }
-        const auto& status = reply->as_object();
-        auto children = children_of(server.master_pid()).size();
-        last =
-            "status.workers " + json::serialize(status.at("workers")) + ", " + std::to_string(children) + " children";
-        return status_workers(status, "desired") == desired && status_workers(status, "ready") == desired &&
-               status_workers(status, "starting") == 0 && status_workers(status, "draining") == 0 &&
-               status_workers(status, "backoff") <= 0 && children == static_cast<std::size_t>(desired);
-      },
-      timeout, std::chrono::milliseconds(20));
-  if (why != nullptr) *why = last;
-  return settled;
+std::vector<json::object> json_lines_of(const fs::path& file) {
+  return prefork::testing::json_lines(prefork::testing::read_file(file));
 }
-
-void rewrite_config(const server_process& server, const json::object& changes) {
-  json::object config = server.config();
-  for (const auto& [key, value] : changes) config[key] = value;
-  // Written beside and renamed, so that a reload never reads a half-written file.
-  auto temporary = server.dir() / "preforkd.json.new";
-  write_file(temporary, json::serialize(config) + "\n");
-  fs::rename(temporary, server.dir() / "preforkd.json");
-}
-
-std::vector<json::object> json_lines_of(const fs::path& file) { return prefork::testing::json_lines(read_file(file)); }
 
 std::vector<json::object> find_log_in(const fs::path& file, std::string_view msg) {
   auto lines = json_lines_of(file);
@@ -224,12 +182,12 @@ subreaper_scope::subreaper_scope() {
 
 subreaper_scope::~subreaper_scope() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
 
-std::optional<exit_status> wait_child(pid_t pid, std::chrono::milliseconds timeout) {
+std::optional<prefork::testing::exit_status> wait_child(pid_t pid, std::chrono::milliseconds timeout) {
   auto deadline = clock_type::now() + timeout;
   for (;;) {
     int status = 0;
     pid_t reaped = ::waitpid(pid, &status, WNOHANG);
-    if (reaped == pid) return exit_status::from_wait_status(status);
+    if (reaped == pid) return prefork::testing::exit_status::from_wait_status(status);
     if (reaped < 0 && errno != EINTR) return std::nullopt;
     if (clock_type::now() >= deadline) return std::nullopt;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));

@@ -1,13 +1,12 @@
 // Helpers for the lifecycle integration tests (reload, scale, recycle, faults, logs,
-// upgrade), beside control_helpers.hpp: polling, settling, config rewriting, JSON log
-// files, /whoami of the testbed app, and a child-subreaper guard for the upgrade test.
+// upgrade), beside server_helpers.hpp: polling, JSON log files, /whoami of the testbed
+// app, idle keep-alive clients, and a child-subreaper guard for the upgrade test.
 #pragma once
 
-#include "support/control_helpers.hpp"
 #include "support/http_client.hpp"
+#include "support/json_fields.hpp"
 #include "support/load.hpp"
 #include "support/server_helpers.hpp"
-#include "support/server_process.hpp"
 
 #include "prefork/control_client.hpp"
 
@@ -31,28 +30,9 @@
 
 namespace prefork::test_support {
 
-/// One control request to the server (control_socket(server)); the `result` of an ok
-/// reply, else the error (unreachable, timeout, disconnected, bad_reply, or the master's
-/// own error). Unlike control_ok() it does not fail the test: for polling and for calls
-/// made from other threads.
-boost::system::result<boost::json::value, control_client_error> control(
-    const server_process& server, const boost::json::object& request,
-    std::chrono::milliseconds timeout = std::chrono::seconds(10));
-
 /// Polls `condition` every `interval` until it holds (true) or `timeout` passes (false).
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
                 std::chrono::milliseconds interval = std::chrono::milliseconds(10));
-
-/// True once the server has settled at `desired` workers: status says `desired` ready and
-/// nothing starting, draining or backing off, and the master has exactly `desired`
-/// children (so retired workers have exited, unlike wait_control_ready()). Polls the
-/// control socket until `timeout`; on false `why` (if given) says what was seen last.
-bool wait_settled(const server_process& server, int desired, std::chrono::milliseconds timeout,
-                  std::string* why = nullptr);
-
-/// Writes the server's config file again: server.config() with the top-level keys of
-/// `changes` replaced. Throws std::runtime_error when it cannot be written.
-void rewrite_config(const server_process& server, const boost::json::object& changes);
 
 /// The JSON-object lines of a log file, in order (other lines are skipped); empty when the
 /// file cannot be read.
@@ -129,6 +109,6 @@ class subreaper_scope {
 
 /// Waits (waitpid on `pid` only, polling) until the child `pid` exits; nullopt on timeout
 /// or when it is not a child of this process.
-std::optional<exit_status> wait_child(pid_t pid, std::chrono::milliseconds timeout);
+std::optional<prefork::testing::exit_status> wait_child(pid_t pid, std::chrono::milliseconds timeout);
 
 }  // namespace prefork::test_support
