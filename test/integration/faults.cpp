@@ -33,20 +33,6 @@ namespace {
 constexpr int workers = 2;
 constexpr int clients = 8;
 
-load_options load_on(const prefork::testing::server& server, int count = clients) {
-  load_options options;
-  options.target = unix_endpoint(server);
-  options.clients = count;
-  options.request_timeout = 10s;
-  return options;
-}
-
-void require_more_successes(const load_generator& load, std::uint64_t count, const char* phase) {
-  auto so_far = load.snapshot().successes;
-  bool going = load.wait_successes(so_far + count, 30s);
-  BOOST_REQUIRE_MESSAGE(going, "load stalled " << phase << ": " << load.snapshot().summary());
-}
-
 // The `workers` record with this pid, if any.
 std::optional<json::object> worker_record(prefork::testing::server& server, pid_t pid) {
   for (const auto& entry : server.workers()) {
@@ -116,7 +102,7 @@ BOOST_AUTO_TEST_CASE(crash_fails_only_its_own_request) {
   auto original = worker_pids(server);
   auto victim = isolate_a_victim(server);
 
-  load_generator load(load_on(server));
+  load_generator load(load_on(server, load_mode::connection_per_request, clients));
   require_more_successes(load, 300, "with the victim paused");
 
   auto crash = victim.connection.request("GET", "/crash", 10s);
@@ -169,7 +155,7 @@ BOOST_AUTO_TEST_CASE(hung_worker_is_killed_after_timeout_and_replaced) {
   prefork::testing::server server(std::move(options));
   auto victim = isolate_a_victim(server);
 
-  load_generator load(load_on(server));
+  load_generator load(load_on(server, load_mode::connection_per_request, clients));
   require_more_successes(load, 300, "with the victim paused");
 
   auto hang_at = clock_type::now();
@@ -223,7 +209,7 @@ BOOST_AUTO_TEST_CASE(a_slot_that_keeps_dying_backs_off) {
   BOOST_REQUIRE_EQUAL(all.size(), static_cast<std::size_t>(workers));
   pid_t survivor = all.front() == first.who.pid ? all.back() : all.front();
 
-  load_generator load(load_on(server));
+  load_generator load(load_on(server, load_mode::connection_per_request, clients));
   require_more_successes(load, 300, "with the victim paused");
   // The first victim holds only the test's connection: close it, so that no request of
   // the load can be on it when it dies.
@@ -330,7 +316,7 @@ BOOST_AUTO_TEST_CASE(sigkill_of_the_master_leaves_no_worker_and_frees_the_socket
   fs::path socket_path = server.socket_path();
 
   {
-    load_generator load(load_on(server));
+    load_generator load(load_on(server, load_mode::connection_per_request, clients));
     require_more_successes(load, 300, "before the kill");
     BOOST_REQUIRE_NO_THROW(server.signal(SIGKILL));
     auto status = server.wait_exit(5s);
@@ -359,7 +345,7 @@ BOOST_AUTO_TEST_CASE(sigkill_of_the_master_leaves_no_worker_and_frees_the_socket
   BOOST_REQUIRE_MESSAGE(reply.has_value(), "whoami on the reused path: " << reply.error().message());
   auto serving = worker_pids(second);
   BOOST_TEST(std::binary_search(serving.begin(), serving.end(), reply->pid));
-  load_generator load(load_on(second));
+  load_generator load(load_on(second, load_mode::connection_per_request, clients));
   require_more_successes(load, 300, "on the second preforkd");
   auto result = load.stop();
   BOOST_TEST(result.total_failures() == 0u, result.summary());

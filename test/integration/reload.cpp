@@ -46,26 +46,12 @@ prefork::testing::server_options reload_options() {
   return options;
 }
 
-load_options load_on(const prefork::testing::server& server, load_mode mode, int clients) {
-  load_options options;
-  options.target = unix_endpoint(server);
-  options.clients = clients;
-  options.mode = mode;
-  options.request_timeout = 10s;
-  return options;
-}
-
 void require_load_going(const load_generator& load, std::uint64_t count) {
   bool going = load.wait_successes(count, 30s);
   BOOST_REQUIRE_MESSAGE(going, "load did not get going: " << load.snapshot().summary());
 }
 
 // Waits until `count` more requests succeeded, so that a phase is really under load.
-void require_more_successes(const load_generator& load, std::uint64_t count, const char* phase) {
-  auto so_far = load.snapshot().successes;
-  bool going = load.wait_successes(so_far + count, 30s);
-  BOOST_REQUIRE_MESSAGE(going, "load stalled " << phase << ": " << load.snapshot().summary());
-}
 
 bool intersects(const std::vector<pid_t>& a, const std::vector<pid_t>& b) {
   return std::any_of(a.begin(), a.end(), [&](pid_t pid) { return std::binary_search(b.begin(), b.end(), pid); });

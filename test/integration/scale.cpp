@@ -29,21 +29,6 @@ prefork::testing::server_options scale_options(int workers) {
   return options;
 }
 
-load_options load_on(const prefork::testing::server& server, load_mode mode, int clients) {
-  load_options options;
-  options.target = unix_endpoint(server);
-  options.clients = clients;
-  options.mode = mode;
-  options.request_timeout = 10s;
-  return options;
-}
-
-void require_more_successes(const load_generator& load, std::uint64_t count, const char* phase) {
-  auto so_far = load.snapshot().successes;
-  bool going = load.wait_successes(so_far + count, 30s);
-  BOOST_REQUIRE_MESSAGE(going, "load stalled " << phase << ": " << load.snapshot().summary());
-}
-
 void require_settled(prefork::testing::server& server, int desired, const char* phase) {
   std::string why;
   bool settled = wait_settled(server, desired, 30s, &why);

@@ -107,6 +107,21 @@ bool wait_group_gone(pid_t pgid, std::chrono::milliseconds timeout) {
   }
 }
 
+load_options load_on(const prefork::testing::server& server, load_mode mode, int clients) {
+  load_options options;
+  options.target = unix_endpoint(server);
+  options.clients = clients;
+  options.mode = mode;
+  options.request_timeout = 10s;
+  return options;
+}
+
+void require_more_successes(const load_generator& load, std::uint64_t count, const char* phase) {
+  auto so_far = load.snapshot().successes;
+  bool going = load.wait_successes(so_far + count, 30s);
+  BOOST_REQUIRE_MESSAGE(going, "load stalled " << phase << ": " << load.snapshot().summary());
+}
+
 prefork::testing::server_options boost_test_options() {
   prefork::testing::server_options options;
   options.on_stop_failure = [](const std::string& message) { BOOST_ERROR(message); };

@@ -7,6 +7,7 @@
 #include "prefork/control_client.hpp"
 #include "prefork/testing.hpp"
 #include "support/http_client.hpp"
+#include "support/load.hpp"
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
@@ -15,6 +16,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -65,6 +67,14 @@ bool wait_settled(prefork::testing::server& server, int desired, std::chrono::mi
 
 /// True once no live process of group `pgid` is left (polls up to `timeout`).
 bool wait_group_gone(pid_t pgid, std::chrono::milliseconds timeout = std::chrono::seconds(2));
+
+/// Load aimed at the server's first Unix listener: `clients` clients in `mode`, each
+/// request bounded by 10 s.
+load_options load_on(const prefork::testing::server& server, load_mode mode, int clients);
+
+/// Waits up to 30 s until `load` has counted `count` more successes than now; otherwise
+/// fails the test (BOOST_REQUIRE) with "load stalled <phase>" and the load's summary.
+void require_more_successes(const load_generator& load, std::uint64_t count, const char* phase);
 
 /// server_options whose stop failures are reported with BOOST_ERROR instead of abort().
 prefork::testing::server_options boost_test_options();
