@@ -171,7 +171,7 @@ struct deadline_state {
   explicit deadline_state(const asio::any_io_executor& executor) : timer(executor) {}
 
   asio::steady_timer timer;
-  socket_type* socket = nullptr;  // null once the session ended
+  connection* conn = nullptr;  // null once the session ended
   clock_type::time_point deadline{};
   clock_type::time_point armed_until = clock_type::time_point::max();  // max: no wait pending
   std::uint64_t arm_sequence = 0;
@@ -189,14 +189,13 @@ struct deadline_handler {
     deadline_state& s = *state;
     if (sequence != s.arm_sequence) return;  // superseded by a later, earlier-expiring wait
     s.armed_until = clock_type::time_point::max();
-    if (ec || s.socket == nullptr || !s.active) return;
+    if (ec || s.conn == nullptr || !s.active) return;
     if (clock_type::now() < s.deadline) {
       arm_deadline_timer(state);
       return;
     }
     s.expired = true;
-    error_code ignored;
-    s.socket->cancel(ignored);
+    s.conn->cancel();
     // The cancel hits nothing if an operation was completing right now and the next
     // step of a composed write starts after it: cancel again until the owner reacts.
     s.deadline = clock_type::now() + recancel_interval;
@@ -215,7 +214,7 @@ void arm_deadline_timer(const std::shared_ptr<deadline_state>& state) {
 struct deadline_guard {
   deadline_state& state;
   ~deadline_guard() {
-    state.socket = nullptr;
+    state.conn = nullptr;
     state.active = false;
     state.timer.cancel();
   }
@@ -234,10 +233,10 @@ struct http_session {
         limits(conn.worker().settings().http),
         keepalive(conn.worker().settings().keepalive),
         arena(arena_storage.data(), arena_storage.size(), std::pmr::new_delete_resource()),
-        deadline(std::make_shared<deadline_state>(conn.socket().get_executor())) {
+        deadline(std::make_shared<deadline_state>(conn.get_executor())) {
     buffer.reserve(initial_buffer_size);
     out.reserve(initial_buffer_size);
-    deadline->socket = &conn.socket();
+    deadline->conn = &conn;
   }
 
   connection conn;
@@ -319,9 +318,24 @@ void count_written(http_session& s) noexcept {
 
 /// Writes s.out, then `body` (a large body written where it is).
 asio::awaitable<error_code> flush(http_session& s, std::string_view body = {}) {
-  const std::array<asio::const_buffer, 2> buffers{asio::buffer(s.out), asio::buffer(body.data(), body.size())};
-  auto [ec, written] = co_await asio::async_write(s.conn.socket(), buffers, asio::as_tuple(asio::use_awaitable));
-  (void)written;
+  std::array<asio::const_buffer, 2> buffers{asio::buffer(s.out), asio::buffer(body.data(), body.size())};
+  error_code ec;
+  if (!s.conn.registered()) {
+    // A new connection's response usually fits in the socket buffer at once: no reactor.
+    std::size_t written = s.conn.try_write_some(buffers, ec);
+    for (auto& buffer : buffers) {
+      const std::size_t used = std::min(written, buffer.size());
+      buffer += used;
+      written -= used;
+    }
+    if (ec == asio::error::would_block) ec = {};
+  }
+  if (!ec && buffers[0].size() + buffers[1].size() != 0) {
+    auto [write_ec, written] =
+        co_await asio::async_write(s.conn.socket(), buffers, asio::as_tuple(asio::use_awaitable));
+    (void)written;
+    ec = write_ec;
+  }
   s.out.clear();
   if (ec) {
     s.out_responses = 0;
@@ -382,8 +396,16 @@ asio::awaitable<error_code> read_request(http_session& s) {
     }
     const std::size_t size = beast::read_size(s.buffer, max_read_size);
     if (size == 0) co_return http::error::buffer_overflow;
-    auto [read_ec, bytes] =
-        co_await s.conn.socket().async_read_some(s.buffer.prepare(size), asio::as_tuple(asio::use_awaitable));
+    error_code read_ec;
+    std::size_t bytes = 0;
+    if (!s.conn.registered()) {
+      // A new connection's request is usually there already: read it without the reactor.
+      bytes = s.conn.try_read_some(s.buffer.prepare(size), read_ec);
+    }
+    if (s.conn.registered() || read_ec == asio::error::would_block) {
+      std::tie(read_ec, bytes) =
+          co_await s.conn.socket().async_read_some(s.buffer.prepare(size), asio::as_tuple(asio::use_awaitable));
+    }
     s.buffer.commit(bytes);
     if (read_ec == asio::error::eof) {
       if (!parser.got_some()) co_return http::error::end_of_stream;
@@ -404,11 +426,11 @@ enum class linger { never, if_data_pending, always };
 /// Otherwise close() alone, which sends the FIN after the response (one syscall and one
 /// wake-up of the client fewer per connection than shutdown + close).
 asio::awaitable<void> close_connection(http_session& s, linger mode) {
-  socket_type& socket = s.conn.socket();
   error_code ignored;
-  const bool drain = mode == linger::always ||
-                     (mode == linger::if_data_pending && (s.buffer.size() != 0 || socket.available(ignored) != 0));
+  const bool drain =
+      mode == linger::always || (mode == linger::if_data_pending && (s.buffer.size() != 0 || s.conn.available() != 0));
   if (drain) {
+    socket_type& socket = s.conn.socket();
     socket.shutdown(socket_type::shutdown_send, ignored);
     begin_deadline(s, std::min<clock_type::duration>(linger_timeout, s.limits.request_timeout));
     for (;;) {
@@ -420,7 +442,7 @@ asio::awaitable<void> close_connection(http_session& s, linger mode) {
     }
     end_deadline(s);
   }
-  socket.close(ignored);
+  s.conn.close();
 }
 
 struct error_answer {

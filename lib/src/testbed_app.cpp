@@ -193,7 +193,7 @@ route_result route_testbed(const http_request& request, http_response& response,
 asio::awaitable<void> route_testbed_deferred(const http_request& request, http_response& response, connection& conn) {
   const std::optional<std::chrono::milliseconds> duration = parse_ms(request, response);
   if (!duration) co_return;  // unreachable: route_testbed checked it; the 400 is filled
-  asio::steady_timer timer(conn.socket().get_executor(), *duration);
+  asio::steady_timer timer(conn.get_executor(), *duration);
   co_await timer.async_wait(asio::use_awaitable);
   fill_duration_body(response, "slept", *duration);
 }

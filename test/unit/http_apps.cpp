@@ -145,6 +145,9 @@ struct harness {
   socket_type client{io};
   bool server_done = false;
   std::exception_ptr server_error;
+  // How the worker hands connections over: a bare descriptor, registered with the reactor
+  // only if the handler has to wait (as preforkd does), or an already open socket.
+  bool registered_socket = false;
 
   harness() {
     cfg.http.max_header_bytes = 1024;
@@ -159,9 +162,10 @@ struct harness {
     int fds[2];
     BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
     const asio::generic::stream_protocol unix_stream(AF_UNIX, SOCK_STREAM);
-    socket_type server(io, unix_stream, fds[0]);
     client.assign(unix_stream, fds[1]);
-    asio::co_spawn(io, handler(prefork::connection(std::move(server), 0, *worker)), [this](std::exception_ptr e) {
+    auto conn = registered_socket ? prefork::connection(socket_type(io, unix_stream, fds[0]), 0, *worker)
+                                  : prefork::connection(fds[0], unix_stream, io.get_executor(), 0, *worker);
+    asio::co_spawn(io, handler(std::move(conn)), [this](std::exception_ptr e) {
       server_done = true;
       server_error = e;
     });
@@ -219,7 +223,7 @@ std::string body_of(const std::string& response) { return response.substr(respon
 
 boost::asio::awaitable<void> route_slow(const prefork::detail::http_request& request,
                                         prefork::detail::http_response& response, prefork::connection& conn) {
-  asio::steady_timer timer(conn.socket().get_executor(), 50ms);
+  asio::steady_timer timer(conn.get_executor(), 50ms);
   co_await timer.async_wait(asio::use_awaitable);
   response.storage = "slept for ";
   response.storage += request.query;
@@ -784,6 +788,19 @@ BOOST_AUTO_TEST_CASE(router_sees_method_version_and_body) {
   BOOST_TEST(body_of(t.responses[1]) == "PATCH 1.0\n");
   BOOST_TEST(t.responses[1].find("Content-Type") == std::string::npos);
   BOOST_TEST(body_of(t.responses[2]) == "abcde");
+}
+
+BOOST_AUTO_TEST_CASE(an_open_socket_is_served_the_same_way) {
+  harness h;
+  h.registered_socket = true;
+  h.start(&serve_test);
+  step later{"GET /big HTTP/1.1\r\n\r\n"};
+  later.pause = 30ms;  // idle in between: the second request is waited for
+  const transcript t = h.run({{"GET /method HTTP/1.1\r\n\r\n"}, later}, ending::close_client);
+  BOOST_REQUIRE_EQUAL(t.responses.size(), 2u);
+  BOOST_TEST(body_of(t.responses[0]) == "GET 1.1\n");
+  BOOST_TEST(body_of(t.responses[1]).size() == (8u << 20));
+  BOOST_TEST(h.worker->requests() == 2u);
 }
 
 BOOST_AUTO_TEST_CASE(large_body_is_written_whole) {

@@ -111,18 +111,11 @@ class worker_runtime {
       socklen_t length = sizeof family;
       if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &length) != 0) family = AF_UNIX;
     }
-    boost::system::error_code ec;
-    socket_type socket(io_);
-    socket.assign(asio::generic::stream_protocol(family, family == AF_UNIX ? 0 : IPPROTO_TCP), fd, ec);
-    if (ec) {
-      ::close(fd);
-      log_error("cannot adopt connection", {{"error", ec.message()}});
-      on_connection_closed();
-      return;
-    }
     // Served only once the master has our acknowledgement (flush): until then it may
     // hand this descriptor to another worker if we die, so we must not read from it.
-    unacknowledged_.emplace_back(std::move(socket), listener_index, context_);
+    // Not registered with the reactor yet: the handler does it if it has to wait.
+    unacknowledged_.emplace_back(fd, asio::generic::stream_protocol(family, family == AF_UNIX ? 0 : IPPROTO_TCP),
+                                 io_.get_executor(), listener_index, context_);
   }
 
   void start_acknowledged() {
