@@ -418,7 +418,11 @@ asio::awaitable<error_code> read_request(http_session& s) {
   co_return error_code{};
 }
 
-enum class linger { never, if_data_pending, always };
+/// When close_connection reads and discards what the client still sends before closing:
+/// never; if_buffered: when bytes beyond the last request were read already (the client
+/// said it would close, so nothing is asked of the socket); if_data_pending: also when
+/// the socket holds unread bytes (FIONREAD); always.
+enum class linger { never, if_buffered, if_data_pending, always };
 
 /// Ends the connection. When the client may still be sending: FIN first, then read and
 /// discard for a bounded time, because closing with unread data makes the kernel reset
@@ -427,8 +431,8 @@ enum class linger { never, if_data_pending, always };
 /// wake-up of the client fewer per connection than shutdown + close).
 asio::awaitable<void> close_connection(http_session& s, linger mode) {
   error_code ignored;
-  const bool drain =
-      mode == linger::always || (mode == linger::if_data_pending && (s.buffer.size() != 0 || s.conn.available() != 0));
+  const bool drain = mode == linger::always || (mode != linger::never && s.buffer.size() != 0) ||
+                     (mode == linger::if_data_pending && s.conn.available() != 0);
   if (drain) {
     socket_type& socket = s.conn.socket();
     socket.shutdown(socket_type::shutdown_send, ignored);
@@ -532,8 +536,9 @@ asio::awaitable<void> serve_http(connection conn, http_router router) {
       co_await s.router.route_deferred(s.request, s.response, s.conn);
     }
 
-    const bool keep_alive =
-        s.parser->get().keep_alive() && s.response.after == after_response::keep_alive && !s.conn.draining();
+    // A client that asked to close sends nothing more (RFC 9112 9.6): nothing to linger for.
+    const bool client_closes = !s.parser->get().keep_alive();
+    const bool keep_alive = !client_closes && s.response.after == after_response::keep_alive && !s.conn.draining();
     const connection_header header = !keep_alive              ? connection_header::close
                                      : s.request.version < 11 ? connection_header::keep_alive
                                                               : connection_header::none;
@@ -556,7 +561,7 @@ asio::awaitable<void> serve_http(connection conn, http_router router) {
     }
     finish_request(s);
     if (!keep_alive) {
-      co_await close_connection(s, linger::if_data_pending);
+      co_await close_connection(s, client_closes ? linger::if_buffered : linger::if_data_pending);
       co_return;
     }
   }
