@@ -128,17 +128,10 @@ BOOST_AUTO_TEST_CASE(sigkill_of_a_worker_under_load_loses_nothing) {
                                                                                       << server.log_tail(40));
   BOOST_TEST(log_string(*victim_line, "signal") == "KILL", boost::json::serialize(*victim_line));
 
-  server.signal(SIGTERM);
-  auto status = server.wait_exit(30s);
-  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.log_tail(40));
-  BOOST_TEST(status->code == 0, status->to_string());
-  auto stopped = server.find_log("stopped");
-  BOOST_REQUIRE_MESSAGE(stopped.size() == 1u, "expected one \"stopped\" line\n" << server.log_tail(40));
-  BOOST_TEST((log_int(stopped[0], "lost") == 0), boost::json::serialize(stopped[0]));
-  BOOST_TEST((log_int(stopped[0], "worker_crashes") == 1), boost::json::serialize(stopped[0]));
-  BOOST_TEST((log_int(stopped[0], "accepted").value_or(-1) >= static_cast<long long>(result.successes)),
-             boost::json::serialize(stopped[0]));
-  BOOST_TEST(wait_group_gone(server.pid()));
+  const boost::json::object stopped = require_clean_stop(server);
+  BOOST_TEST((log_int(stopped, "worker_crashes") == 1), boost::json::serialize(stopped));
+  BOOST_TEST((log_int(stopped, "accepted").value_or(-1) >= static_cast<long long>(result.successes)),
+             boost::json::serialize(stopped));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -61,18 +61,6 @@ isolated_victim isolate_a_victim(prefork::testing::server& server) {
   return victim;
 }
 
-void require_clean_stop(prefork::testing::server& server, long long crashes) {
-  BOOST_REQUIRE_NO_THROW(server.signal(SIGTERM));
-  auto status = server.wait_exit(30s);
-  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.log_tail(40));
-  BOOST_TEST(status->code == 0, status->to_string());
-  auto stopped = server.find_log("stopped");
-  BOOST_REQUIRE_MESSAGE(stopped.size() == 1u, "expected one \"stopped\" line\n" << server.log_tail(40));
-  BOOST_TEST((log_int(stopped[0], "lost") == 0), json::serialize(stopped[0]));
-  BOOST_TEST((log_int(stopped[0], "worker_crashes") == crashes), json::serialize(stopped[0]));
-  BOOST_TEST(wait_group_gone(server.pid()));
-}
-
 // Waits for a new child of the master that is not in `known`; its pid, or 0 on timeout.
 pid_t wait_new_worker(prefork::testing::server& server, const std::vector<pid_t>& known,
                       std::chrono::milliseconds timeout, std::chrono::microseconds interval = 1ms) {
@@ -144,7 +132,8 @@ BOOST_AUTO_TEST_CASE(crash_fails_only_its_own_request) {
       std::find_if(exited.begin(), exited.end(), [&](const json::object& l) { return event_pid(l) == victim.who.pid; });
   BOOST_REQUIRE(line != exited.end());
   BOOST_TEST(log_string(*line, "signal") == "ABRT", json::serialize(*line));
-  require_clean_stop(server, 1);
+  const json::object stopped = require_clean_stop(server);
+  BOOST_TEST((log_int(stopped, "worker_crashes") == 1), json::serialize(stopped));
 }
 
 BOOST_AUTO_TEST_CASE(hung_worker_is_killed_after_timeout_and_replaced) {
@@ -191,7 +180,8 @@ BOOST_AUTO_TEST_CASE(hung_worker_is_killed_after_timeout_and_replaced) {
   BOOST_TEST(json_int(stats, "worker_timeouts").value_or(-1) == 1);
   BOOST_TEST(json_int(stats, "lost").value_or(-1) == 0);
   BOOST_TEST(server.find_log("worker timeout").size() == 1u);
-  require_clean_stop(server, 0);
+  const json::object stopped = require_clean_stop(server);
+  BOOST_TEST((log_int(stopped, "worker_crashes") == 0), json::serialize(stopped));
 }
 
 BOOST_AUTO_TEST_CASE(a_slot_that_keeps_dying_backs_off) {
@@ -303,7 +293,8 @@ BOOST_AUTO_TEST_CASE(a_slot_that_keeps_dying_backs_off) {
   BOOST_TEST(result.failed(failure_kind::bad_status) == 0u, result.summary());
   BOOST_TEST(json_int(stats, "worker_crashes").value_or(-1) == kills);
   BOOST_TEST(json_int(stats, "lost").value_or(-1) == 0);
-  require_clean_stop(server, kills);
+  const json::object stopped = require_clean_stop(server);
+  BOOST_TEST((log_int(stopped, "worker_crashes") == kills), json::serialize(stopped));
 }
 
 BOOST_AUTO_TEST_CASE(sigkill_of_the_master_leaves_no_worker_and_frees_the_socket) {

@@ -168,19 +168,6 @@ struct continue_on_exit {
   }
 };
 
-// TERM, exit 0, one "stopped" line with lost == 0; returns that line.
-json::object require_clean_stop(prefork::testing::server& server) {
-  server.signal(SIGTERM);
-  auto status = server.wait_exit(30s);
-  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.log_tail(40));
-  BOOST_TEST(status->code == 0, status->to_string());
-  auto stopped = server.find_log("stopped");
-  BOOST_REQUIRE_MESSAGE(stopped.size() == 1u, "expected one \"stopped\" line\n" << server.log_tail(40));
-  BOOST_TEST((log_int(stopped[0], "lost") == 0), json::serialize(stopped[0]));
-  BOOST_TEST(wait_group_gone(server.pid()));
-  return stopped[0];
-}
-
 void require_no_failures(const load_result& result) { BOOST_TEST(result.total_failures() == 0u, result.summary()); }
 
 long long milliseconds_between(std::chrono::system_clock::time_point from, std::chrono::system_clock::time_point to) {

@@ -122,6 +122,18 @@ void require_more_successes(const load_generator& load, std::uint64_t count, con
   BOOST_REQUIRE_MESSAGE(going, "load stalled " << phase << ": " << load.snapshot().summary());
 }
 
+json::object require_clean_stop(prefork::testing::server& server) {
+  BOOST_REQUIRE_NO_THROW(server.signal(SIGTERM));
+  auto status = server.wait_exit(30s);
+  BOOST_REQUIRE_MESSAGE(status.has_value(), "no exit after TERM\n" << server.log_tail(40));
+  BOOST_TEST(status->code == 0, status->to_string());
+  auto stopped = server.find_log("stopped");
+  BOOST_REQUIRE_MESSAGE(stopped.size() == 1u, "expected one \"stopped\" line\n" << server.log_tail(40));
+  BOOST_TEST((log_int(stopped[0], "lost") == 0), json::serialize(stopped[0]));
+  BOOST_TEST(wait_group_gone(server.pid()));
+  return stopped[0];
+}
+
 prefork::testing::server_options boost_test_options() {
   prefork::testing::server_options options;
   options.on_stop_failure = [](const std::string& message) { BOOST_ERROR(message); };

@@ -76,6 +76,12 @@ load_options load_on(const prefork::testing::server& server, load_mode mode, int
 /// fails the test (BOOST_REQUIRE) with "load stalled <phase>" and the load's summary.
 void require_more_successes(const load_generator& load, std::uint64_t count, const char* phase);
 
+/// Stops the server as an orchestrator does and checks that it went cleanly: TERM, exit 0
+/// within 30 s, exactly one "stopped" log line saying no connection was lost, and no
+/// process of its group left. Returns that line, for further checks (BOOST_REQUIRE and
+/// BOOST_TEST report each failure).
+boost::json::object require_clean_stop(prefork::testing::server& server);
+
 /// server_options whose stop failures are reported with BOOST_ERROR instead of abort().
 prefork::testing::server_options boost_test_options();
 

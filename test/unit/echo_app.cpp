@@ -6,6 +6,7 @@
 #include "prefork/connection.hpp"
 #include "prefork/log.hpp"
 #include "prefork/worker_context.hpp"
+#include "unit_support/raw_http.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -35,14 +36,11 @@
 namespace {
 
 namespace asio = boost::asio;
+using prefork::unit_support::millis;
 using namespace std::chrono_literals;
 using prefork::socket_type;
 using clock_type = std::chrono::steady_clock;
 using boost::system::error_code;
-
-long millis(clock_type::duration d) {
-  return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
-}
 
 /// Sends debug lines to a temporary file while it lives; restores the default logging.
 struct log_capture {

@@ -5,6 +5,7 @@
 #include "prefork/connection.hpp"
 #include "prefork/detail/http_router.hpp"
 #include "prefork/worker_context.hpp"
+#include "unit_support/raw_http.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -31,6 +32,7 @@
 namespace {
 
 namespace asio = boost::asio;
+using namespace prefork::unit_support;
 using namespace std::chrono_literals;
 using prefork::socket_type;
 using clock_type = std::chrono::steady_clock;
@@ -57,29 +59,6 @@ struct transcript {
   bool server_closed = false;
   clock_type::duration elapsed{};  // from the start to the server's EOF (expect_close)
 };
-
-long millis(clock_type::duration d) {
-  return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
-}
-
-std::string lower(std::string_view text) {
-  std::string result(text);
-  std::transform(result.begin(), result.end(), result.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return result;
-}
-
-/// Length of the first complete response in `data` (0 if incomplete).
-std::size_t complete_response_length(std::string_view data, bool head) {
-  const std::size_t head_end = data.find("\r\n\r\n");
-  if (head_end == std::string_view::npos) return 0;
-  const std::string header = lower(data.substr(0, head_end + 2));
-  std::size_t body = 0;
-  const std::size_t at = header.find("\r\ncontent-length: ");
-  if (at != std::string::npos && !head) body = std::stoul(header.substr(at + 18));
-  const std::size_t total = head_end + 4 + body;
-  return data.size() >= total ? total : 0;
-}
 
 /// Reads one more chunk into `pending`; false on EOF or error.
 asio::awaitable<bool> read_more(socket_type& client, std::string& pending) {
@@ -209,14 +188,6 @@ std::string hello_response(std::string_view connection_line = "") {
          "Content-Length: 14\r\n" +
          std::string(connection_line) + "\r\nHello, world!\n";
 }
-
-bool has_line(const std::string& response, std::string_view line) {
-  return response.find("\r\n" + std::string(line) + "\r\n") != std::string::npos;
-}
-
-std::string status_line(const std::string& response) { return response.substr(0, response.find("\r\n")); }
-
-std::string body_of(const std::string& response) { return response.substr(response.find("\r\n\r\n") + 4); }
 
 // ---------------------------------------------------------------------------------------
 // A second router on the same loop: deferred routes, formatted bodies, forced close, throws.

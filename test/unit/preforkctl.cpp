@@ -2,6 +2,8 @@
 
 #include "prefork/control_client.hpp"
 #include "prefork/detail/control_server.hpp"
+#include "unit_support/temp_dir.hpp"
+#include "unit_support/unix_listener.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/io_context.hpp>
@@ -40,19 +42,7 @@ using namespace prefork::detail;
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
 
-struct temp_dir {
-  std::string path;
-  temp_dir() {
-    char pattern[] = "/tmp/prefork-ctl-XXXXXX";
-    BOOST_REQUIRE_MESSAGE(::mkdtemp(pattern) != nullptr, "mkdtemp failed");
-    path = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-  std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
+using prefork::unit_support::temp_dir;
 
 sockaddr_un unix_address(const std::string& path) {
   sockaddr_un address{};
@@ -61,14 +51,7 @@ sockaddr_un unix_address(const std::string& path) {
   return address;
 }
 
-int open_test_listener(const std::string& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  BOOST_REQUIRE(fd >= 0);
-  auto address = unix_address(path);
-  BOOST_REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
-  BOOST_REQUIRE(::listen(fd, 64) == 0);
-  return fd;
-}
+using prefork::unit_support::open_unix_listener;
 
 // Answers like a small master with workers 1 and 2. Called on the server's thread; the
 // test reads what it recorded through the locked accessors.
@@ -211,7 +194,7 @@ struct server_thread {
     thread.join();
   }
   void start_server() {
-    server = std::make_unique<control_server>(io.get_executor(), open_test_listener(path), target);
+    server = std::make_unique<control_server>(io.get_executor(), open_unix_listener(path), target);
     server->start();
   }
 
@@ -273,7 +256,7 @@ void check_usage_error(std::vector<std::string> args, std::string_view message_p
 
 // Accepts one connection on `path` in a thread and hands it to `serve` (raw replies).
 struct raw_server {
-  raw_server(const std::string& path, std::function<void(int)> serve) : fd(open_test_listener(path)) {
+  raw_server(const std::string& path, std::function<void(int)> serve) : fd(open_unix_listener(path)) {
     thread = std::thread([this, serve = std::move(serve)] {
       pollfd ready{fd, POLLIN, 0};
       if (::poll(&ready, 1, 5000) != 1) return;

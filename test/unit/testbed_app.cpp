@@ -7,6 +7,7 @@
 #include "prefork/connection.hpp"
 #include "prefork/log.hpp"
 #include "prefork/worker_context.hpp"
+#include "unit_support/raw_http.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -39,41 +40,11 @@
 namespace {
 
 namespace asio = boost::asio;
+using namespace prefork::unit_support;
 using namespace std::chrono_literals;
 using namespace std::string_literals;
 using prefork::socket_type;
 using clock_type = std::chrono::steady_clock;
-
-long millis(clock_type::duration d) {
-  return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
-}
-
-std::string lower(std::string_view text) {
-  std::string result(text);
-  std::transform(result.begin(), result.end(), result.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return result;
-}
-
-/// Length of the first complete response in `data` (0 if incomplete).
-std::size_t complete_response_length(std::string_view data, bool head) {
-  const std::size_t head_end = data.find("\r\n\r\n");
-  if (head_end == std::string_view::npos) return 0;
-  const std::string header = lower(data.substr(0, head_end + 2));
-  std::size_t body = 0;
-  const std::size_t at = header.find("\r\ncontent-length: ");
-  if (at != std::string::npos && !head) body = std::stoul(header.substr(at + 18));
-  const std::size_t total = head_end + 4 + body;
-  return data.size() >= total ? total : 0;
-}
-
-bool has_line(const std::string& response, std::string_view line) {
-  return response.find("\r\n" + std::string(line) + "\r\n") != std::string::npos;
-}
-
-std::string status_line(const std::string& response) { return response.substr(0, response.find("\r\n")); }
-
-std::string body_of(const std::string& response) { return response.substr(response.find("\r\n\r\n") + 4); }
 
 /// One client's exchange: its requests (one write) and the responses read back.
 struct exchange {

@@ -1,6 +1,8 @@
 #include "prefork/detail/control_server.hpp"
 
 #include "prefork/log.hpp"
+#include "unit_support/temp_dir.hpp"
+#include "unit_support/unix_listener.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -52,33 +54,9 @@ using namespace asio::experimental::awaitable_operators;
 using unix_socket = asio::local::stream_protocol::socket;
 using steady = std::chrono::steady_clock;
 
-// A unique directory under /tmp, removed with everything in it at the end of the test.
-struct temp_dir {
-  std::string path;
-  temp_dir() {
-    char pattern[] = "/tmp/prefork-ctl-XXXXXX";
-    BOOST_REQUIRE_MESSAGE(::mkdtemp(pattern) != nullptr, "mkdtemp failed");
-    path = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-  std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
+using prefork::unit_support::temp_dir;
 
-// A listening, non-blocking Unix socket at `path` with `mode`, as the master would open it.
-int open_test_listener(const std::string& path, mode_t mode) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  BOOST_REQUIRE(fd >= 0);
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-  BOOST_REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
-  BOOST_REQUIRE(::chmod(path.c_str(), mode) == 0);
-  BOOST_REQUIRE(::listen(fd, 64) == 0);
-  return fd;
-}
+using prefork::unit_support::open_unix_listener;
 
 // Answers like a small master with workers 1 and 2, and records every call.
 class fake_target final : public control_target {
@@ -184,7 +162,7 @@ class fake_target final : public control_target {
 // destruction it closes the server and checks that every coroutine has finished.
 struct fixture {
   explicit fixture(control_server_options options = {}, mode_t mode = 0600) : path(dir / "ctl.sock") {
-    server = std::make_unique<control_server>(io.get_executor(), open_test_listener(path, mode), target, options);
+    server = std::make_unique<control_server>(io.get_executor(), open_unix_listener(path, mode), target, options);
     server->start();
   }
   ~fixture() {

@@ -1,5 +1,7 @@
 #include "prefork/detail/fd_limits.hpp"
 
+#include "unit_support/child_exit.hpp"
+
 #include <boost/test/unit_test.hpp>
 
 #include <fcntl.h>
@@ -34,21 +36,7 @@ pid_t impossible_pid() {
   return pid_max;
 }
 
-// Reaps `child` and returns its exit status, or -1 (after killing it) if it has not
-// finished within 5 s.
-int wait_bounded(pid_t child) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  int status = 0;
-  while (::waitpid(child, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(child, SIGKILL);
-      ::waitpid(child, &status, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+using prefork::unit_support::wait_bounded;
 
 }  // namespace
 

@@ -1,5 +1,8 @@
 #include "prefork/detail/listener.hpp"
 
+#include "unit_support/child_exit.hpp"
+#include "unit_support/temp_dir.hpp"
+
 #include <boost/system/system_error.hpp>
 #include <boost/test/unit_test.hpp>
 
@@ -32,20 +35,7 @@ using prefork::detail::open_listener;
 
 constexpr int backlog = 16;
 
-// A unique directory under /tmp, removed with everything in it at the end of the test.
-struct temp_dir {
-  std::string path;
-  temp_dir() {
-    char pattern[] = "/tmp/prefork-listener-XXXXXX";
-    BOOST_REQUIRE_MESSAGE(::mkdtemp(pattern) != nullptr, "mkdtemp failed");
-    path = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-  std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
+using prefork::unit_support::temp_dir;
 
 bind_address unix_address(const std::string& path) {
   bind_address where;
@@ -152,17 +142,7 @@ int run_as_nobody(const std::function<int()>& body) {
     if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(100);
     ::_exit(body());
   }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  int status = 0;
-  while (::waitpid(child, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(child, SIGKILL);
-      ::waitpid(child, &status, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return prefork::unit_support::wait_bounded(child);
 }
 
 // Child-side outcome of open_listener as an exit status: 0 opened, else 10 + errc value,

@@ -2,6 +2,8 @@
 // connection is always closed after one answer.
 #include "prefork/detail/metrics_endpoint.hpp"
 
+#include "unit_support/raw_http.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -23,6 +25,7 @@
 namespace {
 
 namespace asio = boost::asio;
+using namespace prefork::unit_support;
 using namespace std::chrono_literals;
 using prefork::socket_type;
 using prefork::detail::serve_metrics_connection;
@@ -108,22 +111,6 @@ outcome exchange(client_plan plan, std::chrono::milliseconds timeout = 2000ms, c
   return out;
 }
 
-std::string status_line(const std::string& response) { return response.substr(0, response.find("\r\n")); }
-
-std::string body_of(const std::string& response) {
-  const auto end = response.find("\r\n\r\n");
-  return end == std::string::npos ? std::string() : response.substr(end + 4);
-}
-
-bool has_header(const std::string& response, const std::string& line) {
-  const std::string head = response.substr(0, response.find("\r\n\r\n") + 2);
-  return head.find("\r\n" + line + "\r\n") != std::string::npos;
-}
-
-long millis(clock_type::duration d) {
-  return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(metrics_endpoint)
@@ -133,9 +120,9 @@ BOOST_AUTO_TEST_CASE(get_metrics_answers_the_text_and_closes) {
                               "GET /metrics?name[]=up HTTP/1.1\r\nHost: x\r\n\r\n"}) {
     const outcome out = exchange({request});
     BOOST_TEST(status_line(out.received) == "HTTP/1.1 200 OK", request);
-    BOOST_TEST(has_header(out.received, "Content-Type: text/plain; version=0.0.4"));
-    BOOST_TEST(has_header(out.received, "Content-Length: " + std::to_string(metrics_text.size())));
-    BOOST_TEST(has_header(out.received, "Connection: close"));
+    BOOST_TEST(has_line(out.received, "Content-Type: text/plain; version=0.0.4"));
+    BOOST_TEST(has_line(out.received, "Content-Length: " + std::to_string(metrics_text.size())));
+    BOOST_TEST(has_line(out.received, "Connection: close"));
     BOOST_TEST(body_of(out.received) == metrics_text);
     BOOST_TEST(out.render_calls == 1);
   }
@@ -144,7 +131,7 @@ BOOST_AUTO_TEST_CASE(get_metrics_answers_the_text_and_closes) {
 BOOST_AUTO_TEST_CASE(head_metrics_has_no_body) {
   const outcome out = exchange({"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n"});
   BOOST_TEST(status_line(out.received) == "HTTP/1.1 200 OK");
-  BOOST_TEST(has_header(out.received, "Content-Length: " + std::to_string(metrics_text.size())));
+  BOOST_TEST(has_line(out.received, "Content-Length: " + std::to_string(metrics_text.size())));
   BOOST_TEST(body_of(out.received).empty());
 }
 
@@ -153,7 +140,7 @@ BOOST_AUTO_TEST_CASE(other_paths_are_404) {
                               "GET /metrics/ HTTP/1.1\r\n\r\n", "GET /healthz HTTP/1.1\r\n\r\n"}) {
     const outcome out = exchange({request});
     BOOST_TEST(status_line(out.received) == "HTTP/1.1 404 Not Found", request);
-    BOOST_TEST(has_header(out.received, "Connection: close"));
+    BOOST_TEST(has_line(out.received, "Connection: close"));
     BOOST_TEST(out.render_calls == 0);
   }
 }
@@ -164,7 +151,7 @@ BOOST_AUTO_TEST_CASE(other_methods_are_405) {
         "DELETE /metrics HTTP/1.1\r\n\r\n", "BREW /metrics HTTP/1.1\r\n\r\n"}) {
     const outcome out = exchange({request});
     BOOST_TEST(status_line(out.received) == "HTTP/1.1 405 Method Not Allowed", request);
-    BOOST_TEST(has_header(out.received, "Allow: GET, HEAD"));
+    BOOST_TEST(has_line(out.received, "Allow: GET, HEAD"));
     BOOST_TEST(out.render_calls == 0);
   }
 }

@@ -2,6 +2,8 @@
 // standing in for the service manager, and the parsing of the watchdog variables.
 #include "prefork/detail/systemd_notify.hpp"
 
+#include "unit_support/temp_dir.hpp"
+
 #include <boost/system/errc.hpp>
 #include <boost/test/unit_test.hpp>
 
@@ -59,19 +61,7 @@ class environment_guard {
   std::vector<std::optional<std::string>> saved_;
 };
 
-// A unique directory under /tmp, removed with everything in it at the end of the test.
-struct temp_dir {
-  std::string path;
-  temp_dir() {
-    char pattern[] = "/tmp/prefork-notify-XXXXXX";
-    BOOST_REQUIRE_MESSAGE(::mkdtemp(pattern) != nullptr, "mkdtemp failed");
-    path = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-};
+using prefork::unit_support::temp_dir;
 
 // The service manager's end: a bound datagram socket, read without blocking (a datagram
 // sent to a Unix socket is queued before sendto returns).
