@@ -15,6 +15,7 @@
 #include <cmath>
 #include <ctime>
 #include <mutex>
+#include <span>
 #include <utility>
 
 #include <fcntl.h>
@@ -335,7 +336,7 @@ bool is_line_key(std::string_view key, log_role line_role) noexcept {
 }
 
 // 2026-11-26T16:02:23.123Z info    worker.3[1235] message key=value key2="two words"
-void render_text(std::string& out, log_level level, std::string_view message, std::initializer_list<log_field> fields,
+void render_text(std::string& out, log_level level, std::string_view message, std::span<const log_field> fields,
                  log_role line_role, int id, int pid) {
   append_timestamp(out);
   out.push_back(' ');
@@ -362,7 +363,7 @@ void render_text(std::string& out, log_level level, std::string_view message, st
 }
 
 // {"ts":"...","level":"info","role":"worker","pid":1235,"worker":3,"msg":"...",...}
-void render_json(std::string& out, log_level level, std::string_view message, std::initializer_list<log_field> fields,
+void render_json(std::string& out, log_level level, std::string_view message, std::span<const log_field> fields,
                  log_role line_role, int id, int pid) {
   out += "{\"ts\":\"";
   append_timestamp(out);
@@ -426,7 +427,7 @@ boost::system::error_code reopen_logs() {
 
 bool log_enabled(log_level level) noexcept { return level >= threshold.load(std::memory_order_relaxed); }
 
-void log(log_level level, std::string_view message, std::initializer_list<log_field> fields) noexcept {
+void log(log_level level, std::string_view message, std::span<const log_field> fields) noexcept {
   if (!log_enabled(level)) return;
   try {
     // Rendered here, into a reused buffer, and handed to Boost.Log as the record's message:

@@ -10,6 +10,7 @@
 #include <concepts>
 #include <cstdint>
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -77,7 +78,11 @@ bool log_enabled(log_level level) noexcept;
 
 /// Writes one line (one write(2)) if the level passes the filter. Never throws: a line that
 /// cannot be rendered or written is dropped, as there is nowhere left to report it.
-void log(log_level level, std::string_view message, std::initializer_list<log_field> fields = {}) noexcept;
+void log(log_level level, std::string_view message, std::span<const log_field> fields) noexcept;
+/// The same with the fields written in place: log(level, "msg", {{"key", value}, ...}).
+inline void log(log_level level, std::string_view message, std::initializer_list<log_field> fields = {}) noexcept {
+  log(level, message, std::span<const log_field>(fields.begin(), fields.size()));
+}
 
 inline void log_trace(std::string_view message, std::initializer_list<log_field> fields = {}) noexcept {
   log(log_level::trace, message, fields);

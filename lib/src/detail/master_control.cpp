@@ -96,20 +96,7 @@ json::array master::workers() {
   return result;
 }
 
-json::object master::stats() {
-  return {{"accepted", stats_.accepted},
-          {"dispatched", stats_.dispatched},
-          {"redispatched", stats_.redispatched},
-          {"migrated", stats_.migrated},
-          {"lost", stats_.lost},
-          {"accept_pauses", stats_.accept_pauses},
-          {"worker_exits", stats_.worker_exits},
-          {"worker_crashes", stats_.worker_crashes},
-          {"worker_timeouts", stats_.worker_timeouts},
-          {"worker_recycled", stats_.worker_recycled},
-          {"reloads", stats_.reloads},
-          {"requests", stats_.requests}};
-}
+json::object master::stats() { return to_json(stats_); }
 
 json::object master::effective_config() { return to_json(*settings_).as_object(); }
 

@@ -272,18 +272,7 @@ void master::finish_if_stopped() {
   }
   unassigned_.clear();
   stop_timer_.cancel();
-  log_info("stopped", {{"accepted", stats_.accepted},
-                       {"dispatched", stats_.dispatched},
-                       {"redispatched", stats_.redispatched},
-                       {"migrated", stats_.migrated},
-                       {"lost", stats_.lost},
-                       {"accept_pauses", stats_.accept_pauses},
-                       {"worker_exits", stats_.worker_exits},
-                       {"worker_crashes", stats_.worker_crashes},
-                       {"worker_timeouts", stats_.worker_timeouts},
-                       {"worker_recycled", stats_.worker_recycled},
-                       {"reloads", stats_.reloads},
-                       {"requests", stats_.requests}});
+  log(log_level::info, "stopped", stats_fields(stats_));
   io_.stop();
 }
 
