@@ -1,5 +1,6 @@
 #include "prefork/connection.hpp"
 
+#include "prefork/log.hpp"
 #include "prefork/worker_context.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -56,7 +57,11 @@ socket_type& connection::socket() noexcept {
   if (fd_ >= 0) {
     boost::system::error_code ec;
     socket_.assign(protocol_, fd_, ec);
-    if (ec) ::close(fd_);  // the socket stays closed: its operations report bad_descriptor
+    if (ec) {
+      // The socket stays closed: the handler's operations report bad_descriptor and end it.
+      ::close(fd_);
+      log_error("cannot register connection with the event loop", {{"error", ec.message()}});
+    }
     fd_ = -1;
   }
   return socket_;
