@@ -304,6 +304,8 @@ BOOST_AUTO_TEST_CASE(reload_behind_nginx_costs_no_request) {
   while (json_int(server.status(), "generation") < 2 && clock_type::now() < reloaded_by) {
     std::this_thread::sleep_for(50ms);
   }
+  BOOST_REQUIRE_MESSAGE((json_int(server.status(), "generation") == 2), "no reload within 30 s\n"
+                                                                            << server.log_tail(40));
   std::string why;
   BOOST_TEST(wait_settled(server, 2, 30s, &why), why);
   auto so_far = load.snapshot().successes;

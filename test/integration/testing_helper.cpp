@@ -8,7 +8,9 @@
 #include <boost/test/unit_test.hpp>
 
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -42,6 +44,22 @@ std::set<pid_t> worker_pids(server& s) {
   std::set<pid_t> pids;
   for (const auto& worker : s.workers()) pids.insert(static_cast<pid_t>(worker.at("pid").to_number<long long>()));
   return pids;
+}
+
+// Everything the peer sends until it closes; each read waits at most 10 s (the test fails
+// with what came so far rather than hang).
+std::string read_to_eof(prefork::socket_type& socket) {
+  const timeval limit{10, 0};
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  std::string reply;
+  boost::system::error_code ec;
+  std::array<char, 512> chunk;
+  while (!ec) {
+    std::size_t n = socket.read_some(boost::asio::buffer(chunk), ec);
+    reply.append(chunk.data(), n);
+  }
+  BOOST_TEST((ec == boost::asio::error::eof), "reading until the peer closes: " << ec.message() << "; got: " << reply);
+  return reply;
 }
 
 // A shell script standing in for a server program, in a directory removed at scope exit.
@@ -149,10 +167,15 @@ BOOST_AUTO_TEST_CASE(sixty_four_sleeps_on_two_workers_overlap) {
   constexpr auto sleep = 200ms;
   std::atomic<int> answered{0};
   std::vector<std::string> failures(clients);
+  // Every session is made before any thread waits on the latch: nothing can throw once
+  // some threads wait, which would leave them waiting for ever.
+  std::vector<prefork::testing::http_session> sessions;
+  for (int i = 0; i < clients; ++i) sessions.push_back(s.session());
   std::latch start(clients + 1);
-  std::vector<std::thread> threads;
+  std::vector<std::jthread> threads;
+  threads.reserve(clients);
   for (int i = 0; i < clients; ++i) {
-    threads.emplace_back([&, i, session = s.session()]() mutable {
+    threads.emplace_back([&, i, session = std::move(sessions[i])]() mutable {
       start.arrive_and_wait();
       auto response = session.try_request("GET", "/sleep?ms=200");
       if (response && response->status == 200u)
@@ -231,13 +254,7 @@ BOOST_AUTO_TEST_CASE(errors_are_reported) {
   auto socket = s.connect(io.get_executor());
   const std::string request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
   boost::asio::write(socket, boost::asio::buffer(request));
-  std::string reply;
-  boost::system::error_code ec;
-  std::array<char, 512> chunk;
-  while (!ec) {
-    std::size_t n = socket.read_some(boost::asio::buffer(chunk), ec);
-    reply.append(chunk.data(), n);
-  }
+  const std::string reply = read_to_eof(socket);
   BOOST_TEST(reply.starts_with("HTTP/1.1 200"));
 
   // HTTP failures are values from try_request, exceptions from get.
@@ -248,6 +265,13 @@ BOOST_AUTO_TEST_CASE(errors_are_reported) {
   BOOST_CHECK_THROW(nowhere.get("/"), std::runtime_error);
   BOOST_CHECK_THROW(prefork::testing::http_session("no-port"), std::invalid_argument);
   s.wait_ready();  // the crashed worker's replacement
+
+  // A request that outlives the session's timeout is timed_out, and the session goes on.
+  prefork::testing::http_session impatient(s.address(), 200ms);
+  auto slow = impatient.try_request("GET", "/sleep?ms=2000");
+  BOOST_REQUIRE(!slow.has_value());
+  BOOST_TEST((slow.error() == boost::asio::error::timed_out), slow.error().message());
+  BOOST_TEST(impatient.get("/healthz").status == 200u);
 }
 
 BOOST_AUTO_TEST_CASE(a_user_program_runs_under_the_helper) {
@@ -270,13 +294,7 @@ BOOST_AUTO_TEST_CASE(a_user_program_runs_under_the_helper) {
   auto socket = s.connect(io.get_executor());
   boost::asio::write(socket, boost::asio::buffer(std::string("SET greeting hello world\nGET greeting\n")));
   socket.shutdown(prefork::socket_type::shutdown_send);
-  std::string reply;
-  boost::system::error_code ec;
-  std::array<char, 512> chunk;
-  while (!ec) {
-    std::size_t n = socket.read_some(boost::asio::buffer(chunk), ec);
-    reply.append(chunk.data(), n);
-  }
+  const std::string reply = read_to_eof(socket);
   BOOST_TEST(reply == "OK\nVALUE hello world\n");
 }
 

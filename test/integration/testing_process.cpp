@@ -133,6 +133,21 @@ BOOST_AUTO_TEST_CASE(a_background_process_is_signalled_and_reaped) {
   BOOST_TEST((sleeper.stop(SIGTERM, 1s) == *status), "stop() after the exit returns the same status");
 }
 
+BOOST_AUTO_TEST_CASE(stop_kills_a_leader_that_ignores_the_signal) {
+  testing::temp_directory directory;
+  auto options = shell("trap '' TERM; echo ready; exec sleep 60");  // exec keeps ignored signals
+  options.stdout_file = directory / "out";
+  testing::process stubborn("/bin/sh", options);
+  const pid_t group = stubborn.pid();
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (testing::read_file(directory / "out").empty() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  BOOST_REQUIRE(testing::read_file(directory / "out") == "ready\n");  // TERM is ignored from now on
+  const auto status = stubborn.stop(SIGTERM, 300ms);
+  BOOST_TEST(status.signal == SIGKILL, status.to_string());
+  BOOST_TEST(testing::group_members(group).empty());
+}
+
 BOOST_AUTO_TEST_CASE(stop_reports_processes_that_outlive_the_leader) {
   testing::process leaky("/bin/sh", shell("(trap '' TERM; exec sleep 60) & exec sleep 60"));
   const pid_t group = leaky.pid();

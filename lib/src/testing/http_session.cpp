@@ -12,6 +12,10 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include <algorithm>
 #include <cctype>
@@ -76,11 +80,26 @@ std::optional<std::string> http_response::header(std::string_view name) const {
   return std::nullopt;
 }
 
-socket_type connect(std::string_view address, const asio::any_io_executor& executor) {
+socket_type connect(std::string_view address, const asio::any_io_executor& executor,
+                    std::chrono::milliseconds timeout) {
   auto endpoint = parse_endpoint(address);
   if (!endpoint) throw std::runtime_error("cannot connect to \"" + std::string(address) + "\": not an address");
   socket_type socket(executor);
-  socket.connect(*endpoint);
+  socket.open(endpoint->protocol());
+  // Linux bounds a blocking connect by the send timeout (a Unix listener with a full
+  // backlog would otherwise block it for ever); cleared again for the caller.
+  auto send_timeout = [&](std::chrono::milliseconds duration) {
+    const timeval value{static_cast<time_t>(duration.count() / 1000),
+                        static_cast<suseconds_t>(duration.count() % 1000 * 1000)};
+    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &value, sizeof value);
+  };
+  send_timeout(std::max(timeout, 1ms));
+  boost::system::error_code ec;
+  socket.connect(*endpoint, ec);
+  if (ec == asio::error::would_block || ec == asio::error::in_progress || ec == asio::error::try_again)
+    ec = asio::error::timed_out;
+  if (ec) throw boost::system::system_error(ec, "connect to " + std::string(address));
+  send_timeout(0ms);
   return socket;
 }
 

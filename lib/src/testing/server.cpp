@@ -475,7 +475,7 @@ http_session& server::http() {
 http_session server::session() const { return http_session(impl_->listener_address(), impl_->options.request_timeout); }
 
 socket_type server::connect(const asio::any_io_executor& executor) const {
-  return testing::connect(impl_->listener_address(), executor);
+  return testing::connect(impl_->listener_address(), executor, impl_->options.request_timeout);
 }
 
 pid_t server::kill_worker(int id, int signal_number, completion wait) {

@@ -66,10 +66,12 @@ class http_session {
   std::unique_ptr<impl> impl_;
 };
 
-/// A stream socket on `executor` connected (blocking) to `address` in bind syntax
-/// (`unix:/abs/path`, `127.0.0.1:8080`, `[::1]:8080`), for tests that speak raw bytes.
-/// Throws std::runtime_error when `address` is none of these, boost::system::system_error
-/// when the connect fails.
-socket_type connect(std::string_view address, const boost::asio::any_io_executor& executor);
+/// A stream socket on `executor` connected (blocking, at most `timeout`) to `address` in
+/// bind syntax (`unix:/abs/path`, `127.0.0.1:8080`, `[::1]:8080`), for tests that speak raw
+/// bytes. Throws std::runtime_error when `address` is none of these,
+/// boost::system::system_error when the connect fails (timed_out when the listener's
+/// backlog stayed full).
+socket_type connect(std::string_view address, const boost::asio::any_io_executor& executor,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 }  // namespace prefork::testing

@@ -204,9 +204,10 @@ class server {
   /// per client thread. Thread-safe. Throws std::runtime_error before the address is
   /// known (start_wait::no_wait with no Unix socket in the config).
   http_session session() const;
-  /// A socket connected (blocking) to the first listener, on `executor`, for tests that
-  /// speak raw bytes; the caller owns it. Throws boost::system::system_error when the
-  /// connect fails, std::runtime_error as session().
+  /// A socket connected (blocking, at most request_timeout) to the first listener, on
+  /// `executor`, for tests that speak raw bytes; the caller owns it. Throws
+  /// boost::system::system_error when the connect fails or times out, std::runtime_error
+  /// as session().
   socket_type connect(const boost::asio::any_io_executor& executor) const;
 
   // --- fault injection -----------------------------------------------------------------
