@@ -233,6 +233,25 @@ BOOST_AUTO_TEST_CASE(control_helpers_scale_reload_pause_and_signal) {
   BOOST_TEST((s.stop() == status));  // idempotent
 }
 
+BOOST_AUTO_TEST_CASE(a_tcp_only_server_reports_its_port_and_stops_fast) {
+  server_options options = testbed_options();
+  options.config["bind"] = json::array{"127.0.0.1:0"};  // the address exists once bound
+  server s(options);
+  const std::string address = s.address();
+  BOOST_TEST(address.starts_with("127.0.0.1:"), address);
+  BOOST_TEST(address != "127.0.0.1:0", address);
+  BOOST_CHECK_THROW(s.socket_path(), std::runtime_error);
+  BOOST_TEST(s.get("/healthz").body == "ok\n");
+
+  // A signal other than TERM or KILL goes straight to the worker: the master sees a crash.
+  const pid_t quitted = s.signal_worker(1, SIGQUIT);
+  for (const auto& worker : s.workers()) BOOST_TEST(worker.at("pid") != quitted);
+
+  const auto status = s.stop(prefork::testing::stop_mode::fast);
+  BOOST_TEST(status.code == 0, status.to_string());
+  BOOST_TEST(!s.find_log("stopped").empty(), s.log_tail());
+}
+
 BOOST_AUTO_TEST_CASE(errors_are_reported) {
   server s(testbed_options());
   try {
