@@ -1,5 +1,8 @@
 #include "prefork/control_client.hpp"
 
+#include "prefork/error.hpp"
+#include "prefork/socket_connect.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/write.hpp>
@@ -157,13 +160,15 @@ boost::system::result<void, control_client_error> control_client::connect(const 
     auto ec = boost::system::error_code(ENOENT, boost::system::system_category());
     return make_error(control_failure::unreachable, "cannot connect: empty control socket path", ec);
   }
-  bool done = false;
-  boost::system::error_code result;
-  impl_->socket.async_connect(asio::local::stream_protocol::endpoint(impl_->path), [&](boost::system::error_code ec) {
-    result = ec;
-    done = true;
-  });
-  if (!impl_->run_until(done, started + timeout)) return impl_->timed_out("connecting to", started);
+  auto result = connect_until(impl_->socket, asio::local::stream_protocol::endpoint(impl_->path), started + timeout);
+  if (result == errc::backlog_full) {
+    impl_->reset();
+    auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - started);
+    return make_error(control_failure::timeout,
+                      "connecting to " + impl_->path + ": the master is busy (its control backlog stayed full for " +
+                          milliseconds_text(waited) + ")",
+                      result);
+  }
   if (result) {
     impl_->reset();
     return make_error(control_failure::unreachable, "cannot connect to " + impl_->path + ": " + result.message(),

@@ -20,6 +20,7 @@ class category_impl final : public boost::system::error_category {
       case errc::frame_malformed: return "malformed channel frame";
       case errc::frame_truncated: return "truncated channel frame";
       case errc::channel_closed: return "channel closed";
+      case errc::backlog_full: return "the listener's backlog stayed full (nobody accepted in time)";
     }
     return "unknown prefork error";
   }

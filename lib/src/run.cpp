@@ -152,7 +152,9 @@ int run(int argc, const char* const* argv, std::vector<app> apps, run_options op
   if (!settings->control.empty()) {
     bind_address control_address;
     control_address.path = settings->control;
-    auto control = detail::adopt_or_open(handover, "control", control_address, 64, 0600);
+    // The control socket gets the configured backlog too: a burst of admin scripts (or a
+    // harness polling status) must wait in it, not be refused.
+    auto control = detail::adopt_or_open(handover, "control", control_address, settings->backlog, 0600);
     if (!control) {
       log_fatal("cannot open the control socket", {{"path", settings->control}, {"error", control.error().message}});
       close_all(sockets.listeners);

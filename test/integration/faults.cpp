@@ -132,6 +132,8 @@ BOOST_AUTO_TEST_CASE(crash_fails_only_its_own_request) {
       std::find_if(exited.begin(), exited.end(), [&](const json::object& l) { return event_pid(l) == victim.who.pid; });
   BOOST_REQUIRE(line != exited.end());
   BOOST_TEST(log_string(*line, "signal") == "ABRT", json::serialize(*line));
+  // The paused victim held one connection, the one whose request crashed it: it died with it.
+  BOOST_TEST(json_int(*line, "in_service").value_or(-1) == 1, json::serialize(*line));
   const json::object stopped = require_clean_stop(server);
   BOOST_TEST((log_int(stopped, "worker_crashes") == 1), json::serialize(stopped));
 }

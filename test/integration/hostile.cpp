@@ -3,6 +3,7 @@
 // (EMFILE) and abuse of the control socket. After each, the service answers normally and
 // no worker died (control `stats`: worker_crashes == 0, the same worker pids).
 #include "prefork/control_client.hpp"
+#include "prefork/socket_connect.hpp"
 #include "prefork/testing.hpp"
 #include "support/http_client.hpp"
 #include "support/load.hpp"
@@ -11,6 +12,7 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/system/system_error.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <arpa/inet.h>
@@ -91,38 +93,27 @@ class raw_socket {
 // Connects a non-blocking socket to `where`; a Unix connect completes at once (or fails),
 // a TCP connect to localhost is waited for up to `timeout`. Throws std::system_error.
 raw_socket connect_raw(const endpoint& where, std::chrono::milliseconds timeout = 5000ms) {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
   if (where.type == endpoint::kind::unix_socket) {
-    raw_socket socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!socket.is_open()) throw std::system_error(errno, std::generic_category(), "socket");
-    sockaddr_un address{};
+    auto& address = reinterpret_cast<sockaddr_un&>(storage);
     address.sun_family = AF_UNIX;
     if (where.path.size() >= sizeof address.sun_path) throw std::runtime_error("socket path too long");
     std::memcpy(address.sun_path, where.path.c_str(), where.path.size() + 1);
-    // EAGAIN: the listen backlog is full (the server has not accepted yet); try again.
-    for (auto deadline = clock_type::now() + timeout;;) {
-      if (::connect(socket.fd(), reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) return socket;
-      if (errno != EAGAIN || clock_type::now() >= deadline) {
-        throw std::system_error(errno, std::generic_category(), "connect " + where.path);
-      }
-      std::this_thread::sleep_for(1ms);
-    }
+    length = sizeof address;
+  } else {
+    auto& address = reinterpret_cast<sockaddr_in&>(storage);
+    address.sin_family = AF_INET;
+    address.sin_port = htons(where.port);
+    if (::inet_pton(AF_INET, where.host.c_str(), &address.sin_addr) != 1)
+      throw std::runtime_error("not IPv4: " + where.host);
+    length = sizeof address;
   }
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(where.port);
-  if (::inet_pton(AF_INET, where.host.c_str(), &address.sin_addr) != 1)
-    throw std::runtime_error("not IPv4: " + where.host);
-  raw_socket socket(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  raw_socket socket(::socket(storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!socket.is_open()) throw std::system_error(errno, std::generic_category(), "socket");
-  if (::connect(socket.fd(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
-    if (errno != EINPROGRESS) throw std::system_error(errno, std::generic_category(), "connect");
-    pollfd entry{socket.fd(), POLLOUT, 0};
-    if (::poll(&entry, 1, static_cast<int>(timeout.count())) != 1) throw std::runtime_error("connect timed out");
-    int error = 0;
-    socklen_t length = sizeof error;
-    ::getsockopt(socket.fd(), SOL_SOCKET, SO_ERROR, &error, &length);
-    if (error != 0) throw std::system_error(error, std::generic_category(), "connect");
-  }
+  auto ec = prefork::connect_until(socket.fd(), reinterpret_cast<const sockaddr*>(&storage), length,
+                                   clock_type::now() + timeout);
+  if (ec) throw boost::system::system_error(ec, "connect to " + where.to_string());
   return socket;
 }
 

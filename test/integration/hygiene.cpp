@@ -5,6 +5,7 @@
 #include "support/http_client.hpp"
 #include "support/server_helpers.hpp"
 
+#include <boost/json/serialize.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <signal.h>
@@ -17,11 +18,14 @@
 #include <cctype>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <vector>
 
 using namespace prefork::test_support;
 using prefork::testing::read_file;
@@ -84,6 +88,24 @@ bool is_socket_file(const fs::path& path) {
 std::string lowercase(std::string text) {
   std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
   return text;
+}
+
+// The backlog (Send-Q) that `ss -lnH` reports for the listening socket at `local` (a
+// Unix path or HOST:PORT), or -1 when ss does not list it.
+int listen_backlog(const std::string& type_flag, const std::string& local) {
+  prefork::testing::process_options options;
+  options.arguments = {type_flag, "-l", "-n", "-H"};
+  auto listed = prefork::testing::run("/usr/bin/ss", std::move(options), 10s);
+  BOOST_REQUIRE_MESSAGE(listed.status && listed.status->code == 0, "ss failed: " << listed.err);
+  std::istringstream lines(listed.out);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::vector<std::string> fields{std::istream_iterator<std::string>(words), std::istream_iterator<std::string>()};
+    // ... Recv-Q Send-Q Local Peer ...: for a listener Send-Q is its backlog.
+    auto at = std::find(fields.begin(), fields.end(), local);
+    if (at != fields.end() && at != fields.begin()) return std::stoi(*(at - 1));
+  }
+  return -1;
 }
 
 }  // namespace
@@ -189,6 +211,28 @@ BOOST_AUTO_TEST_CASE(replacement_socket_is_not_removed_at_exit) {
   BOOST_TEST(is_socket_file(server.directory() / "app.sock"), "another program's socket file was removed");
   BOOST_TEST((inode_of(server.directory() / "app.sock") == other_inode));
   BOOST_TEST(wait_group_gone(server.pid()));
+}
+
+BOOST_AUTO_TEST_CASE(listeners_and_the_control_socket_get_the_configured_backlog) {
+  // ss shows a Unix socket by the path given to bind(2), here relative: names unique to
+  // this test process keep other tests' sockets out of the match.
+  const std::string service = "backlog-" + std::to_string(::getpid()) + ".sock";
+  const std::string control = "backlog-" + std::to_string(::getpid()) + ".ctl";
+  auto options = boost_test_options();
+  options.config["backlog"] = 7;
+  options.config["bind"] = boost::json::array{boost::json::string("unix:" + service), "127.0.0.1:0"};
+  options.config["control"] = control;
+  prefork::testing::server server(std::move(options));
+  const auto status = server.status();
+  std::string tcp;
+  for (const auto& listener : status.at("listeners").as_array()) {
+    const std::string address(listener.at("address").as_string());
+    if (!address.starts_with("unix:")) tcp = address;
+  }
+  BOOST_REQUIRE_MESSAGE(!tcp.empty(), boost::json::serialize(status));
+  BOOST_TEST(listen_backlog("-x", service) == 7);
+  BOOST_TEST(listen_backlog("-x", control) == 7);
+  BOOST_TEST(listen_backlog("-t", tcp) == 7);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,5 +1,7 @@
 #include "support/http_client.hpp"
 
+#include "prefork/socket_connect.hpp"
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
@@ -140,8 +142,8 @@ error_code http_connection::connect(const endpoint& where, std::chrono::millisec
     if (ec) return ec;
     target = asio::ip::tcp::endpoint(address, where.port);
   }
-  error_code ec = impl_->run(timeout, [&](auto handler) { impl_->socket.async_connect(target, handler); });
-  if (ec) close();  // a failed connect leaves the socket Asio opened: it is not connected
+  error_code ec = prefork::connect_until(impl_->socket, target, std::chrono::steady_clock::now() + timeout);
+  if (ec) close();
   return ec;
 }
 

@@ -27,6 +27,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -688,6 +689,28 @@ BOOST_AUTO_TEST_CASE(client_times_out_on_a_silent_master) {
   BOOST_TEST(!client.is_open(), "a timed out connection must not be reused");
   auto again = client.call({{"cmd", "ping"}}, 100ms);
   BOOST_TEST((again.error().failure == prefork::control_failure::disconnected));
+}
+
+BOOST_AUTO_TEST_CASE(client_reads_the_refusal_line_when_its_own_write_fails) {
+  // The master over its connection cap writes one error line and closes at once; the
+  // client's request then fails to send (EPIPE), and the line must still be its answer.
+  temp_dir dir;
+  const std::string path = dir / "ctl.sock";
+  std::promise<void> refused;
+  raw_server server(path, [&](int fd) {
+    write_text(fd, R"({"ok":false,"error":{"code":"bad_request","message":"too many control connections"}})"
+                   "\n");
+    ::shutdown(fd, SHUT_RDWR);
+    refused.set_value();
+  });
+  prefork::control_client client;
+  BOOST_REQUIRE(client.connect(path, 1s).has_value());
+  BOOST_REQUIRE(refused.get_future().wait_for(5s) == std::future_status::ready);
+  auto result = client.call({{"cmd", "ping"}}, 2s);
+  BOOST_REQUIRE(!result.has_value());
+  BOOST_TEST((result.error().failure == prefork::control_failure::remote), result.error().message);
+  BOOST_TEST(result.error().code == "bad_request");
+  BOOST_TEST(result.error().message == "too many control connections");
 }
 
 BOOST_AUTO_TEST_CASE(client_keeps_the_connection_after_remote_errors) {

@@ -19,6 +19,7 @@ enum class errc {
   frame_malformed,     // a channel frame that does not decode
   frame_truncated,     // MSG_TRUNC or MSG_CTRUNC on a channel frame
   channel_closed,      // the peer of a channel went away
+  backlog_full,        // a Unix listener's backlog stayed full until the connect's deadline
 };
 
 const boost::system::error_category& prefork_category() noexcept;

@@ -4,6 +4,8 @@
 // so a request costs system calls and no allocation.
 #include "prefork/bench.hpp"
 
+#include "prefork/socket_connect.hpp"
+
 #include <netdb.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -263,17 +265,17 @@ class load_thread {
     slot.fd = fd;
     // connect before registering: an unconnected TCP socket polls as EPOLLHUP, which an
     // edge-triggered registration would report once and mislead the connecting phase.
-    const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&target_.storage), target_.size);
-    const int connect_error = rc == 0 ? 0 : errno;
-    if (rc != 0 && connect_error != EINPROGRESS) {
+    const connect_attempt attempt = try_connect(fd, reinterpret_cast<const sockaddr*>(&target_.storage), target_.size);
+    if (attempt.progress == connect_progress::backlog_full) {
+      // A Unix listener's backlog is full: the request is not failed, it waits its turn.
       close_connection(slot);
-      if (connect_error == EAGAIN) {
-        // A Unix listener's backlog is full: the request is not failed, it waits its turn.
-        ++result_.connect_retries;
-        pause(slot, after_pause::retry_connect);
-        return;
-      }
-      fail(slot, classify_errno(connect_error), after_failure::pause_first);
+      ++result_.connect_retries;
+      pause(slot, after_pause::retry_connect);
+      return;
+    }
+    if (attempt.progress == connect_progress::failed) {
+      close_connection(slot);
+      fail(slot, classify_errno(attempt.error.value()), after_failure::pause_first);
       return;
     }
     // TCP needs EPOLLOUT to learn that the connect finished; a Unix socket would report
@@ -287,7 +289,7 @@ class load_thread {
       return;
     }
     slot.watching_writable = tcp;
-    if (rc == 0) {
+    if (attempt.progress == connect_progress::connected) {
       slot.phase = slot_phase::writing;
       write_request(slot);
     } else {
@@ -299,11 +301,8 @@ class load_thread {
     switch (slot.phase) {
       case slot_phase::connecting:
         if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0) {
-          int error = 0;
-          socklen_t size = sizeof(error);
-          if (getsockopt(slot.fd, SOL_SOCKET, SO_ERROR, &error, &size) != 0) error = errno;
-          if (error != 0) {
-            fail(slot, classify_errno(error), after_failure::pause_first);
+          if (auto error = finish_connect(slot.fd)) {
+            fail(slot, classify_errno(error.value()), after_failure::pause_first);
             return;
           }
           slot.phase = slot_phase::writing;

@@ -164,6 +164,15 @@ void master::on_worker_exit(const record_ptr& record, boost::system::error_code 
   auto uptime = milliseconds_since(record->started);
   bool expected = record->expected != exit_expectation::none;
   log_level level = expected ? log_level::info : log_level::error;
+  bool was_ready = record->state != worker_state::starting;
+  // Read what it sent before dying first: its last acknowledgements decide which
+  // descriptors it had (and may have read from) and which go to another worker.
+  record->state = worker_state::gone;
+  refresh_load(*record);
+  if (record->channel) (void)read_worker_frames(*record);
+  // Connections it had acknowledged and not closed died with it (a client sees a reset or
+  // EOF); the unacknowledged ones are handed to another worker below.
+  const std::uint64_t in_service = record->open() - record->ledger.unacknowledged();
   if (ec) {
     log_error("waiting for worker failed", {{"id", record->id}, {"pid", record->pid}, {"error", ec.message()}});
   } else if (WIFSIGNALED(status)) {
@@ -171,20 +180,19 @@ void master::on_worker_exit(const record_ptr& record, boost::system::error_code 
         {{"id", record->id},
          {"pid", record->pid},
          {"signal", signal_name(WTERMSIG(status))},
-         {"uptime_ms", uptime.count()}});
+         {"uptime_ms", uptime.count()},
+         {"in_service", in_service}});
   } else {
     log(level, "worker exited",
-        {{"id", record->id}, {"pid", record->pid}, {"status", WEXITSTATUS(status)}, {"uptime_ms", uptime.count()}});
+        {{"id", record->id},
+         {"pid", record->pid},
+         {"status", WEXITSTATUS(status)},
+         {"uptime_ms", uptime.count()},
+         {"in_service", in_service}});
   }
   ++stats_.worker_exits;
   if (!expected) ++stats_.worker_crashes;
 
-  bool was_ready = record->state != worker_state::starting;
-  // Read what it sent before dying first: its last acknowledgements decide which
-  // descriptors it had (and may have read from) and which go to another worker.
-  record->state = worker_state::gone;
-  refresh_load(*record);
-  if (record->channel) (void)read_worker_frames(*record);
   record->pid = 0;
   if (record->channel) {
     boost::system::error_code ignored;

@@ -1,5 +1,7 @@
 #include "prefork/testing/http_session.hpp"
 
+#include "prefork/socket_connect.hpp"
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
@@ -13,9 +15,6 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/system/system_error.hpp>
-
-#include <sys/socket.h>
-#include <sys/time.h>
 
 #include <algorithm>
 #include <cctype>
@@ -85,21 +84,8 @@ socket_type connect(std::string_view address, const asio::any_io_executor& execu
   auto endpoint = parse_endpoint(address);
   if (!endpoint) throw std::runtime_error("cannot connect to \"" + std::string(address) + "\": not an address");
   socket_type socket(executor);
-  socket.open(endpoint->protocol());
-  // Linux bounds a blocking connect by the send timeout (a Unix listener with a full
-  // backlog would otherwise block it for ever); cleared again for the caller.
-  auto send_timeout = [&](std::chrono::milliseconds duration) {
-    const timeval value{static_cast<time_t>(duration.count() / 1000),
-                        static_cast<suseconds_t>(duration.count() % 1000 * 1000)};
-    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &value, sizeof value);
-  };
-  send_timeout(std::max(timeout, 1ms));
-  boost::system::error_code ec;
-  socket.connect(*endpoint, ec);
-  if (ec == asio::error::would_block || ec == asio::error::in_progress || ec == asio::error::try_again)
-    ec = asio::error::timed_out;
+  auto ec = connect_until(socket, *endpoint, steady::now() + timeout);
   if (ec) throw boost::system::system_error(ec, "connect to " + std::string(address));
-  send_timeout(0ms);
   return socket;
 }
 
@@ -137,15 +123,7 @@ struct http_session::impl {
 
   boost::system::error_code connect(steady::time_point deadline) {
     close();
-    bool done = false;
-    boost::system::error_code result;
-    socket.async_connect(endpoint, [&](boost::system::error_code ec) {
-      result = ec;
-      done = true;
-    });
-    if (!run_until(done, deadline)) return boost::system::error_code(asio::error::timed_out);
-    if (result) close();
-    return result;
+    return connect_until(socket, endpoint, deadline);
   }
 
   // One request and response on the open connection. `got_some` says whether any byte of

@@ -69,8 +69,9 @@ class http_session {
 /// A stream socket on `executor` connected (blocking, at most `timeout`) to `address` in
 /// bind syntax (`unix:/abs/path`, `127.0.0.1:8080`, `[::1]:8080`), for tests that speak raw
 /// bytes. Throws std::runtime_error when `address` is none of these,
-/// boost::system::system_error when the connect fails (timed_out when the listener's
-/// backlog stayed full).
+/// boost::system::system_error when the connect fails (prefork::errc::backlog_full when
+/// the listener's backlog stayed full until the timeout, timed_out when a TCP connect did
+/// not finish in time; see prefork/connect.hpp).
 socket_type connect(std::string_view address, const boost::asio::any_io_executor& executor,
                     std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
