@@ -22,7 +22,10 @@ po::options_description option_descriptions() {
                                                                      po::value<std::string>()->value_name("NAME"),
                                                                      "application to serve (hello, testbed, "
                                                                      "echo, or one registered by the program)")(
-      "log-level", po::value<std::string>()->value_name("LEVEL"), "trace, debug, info, warning, error or fatal")(
+      "exec", po::value<std::string>()->value_name("COMMAND"),
+      "workers exec COMMAND (split at whitespace) and speak the channel protocol (lib/PROTOCOL.md) "
+      "instead of serving an app")("log-level", po::value<std::string>()->value_name("LEVEL"),
+                                   "trace, debug, info, warning, error or fatal")(
       "check-config", "validate the configuration, print it as JSON and exit")("version", "print the version and exit")(
       "help,h", "print this help and exit");
   return options;
@@ -63,6 +66,7 @@ boost::system::result<command_line, config_error> parse_command_line(int argc, c
   if (values.count("bind") != 0) command.binds = values["bind"].as<std::vector<std::string>>();
   if (values.count("workers") != 0) command.workers = values["workers"].as<std::string>();
   if (values.count("app") != 0) command.app = values["app"].as<std::string>();
+  if (values.count("exec") != 0) command.exec = values["exec"].as<std::string>();
   if (values.count("log-level") != 0) command.log_level = values["log-level"].as<std::string>();
   command.check_config = values.count("check-config") != 0;
   command.show_version = values.count("version") != 0;
@@ -72,8 +76,8 @@ boost::system::result<command_line, config_error> parse_command_line(int argc, c
 
 std::string usage_text(std::string_view program_name) {
   std::ostringstream text;
-  text << "Usage: " << program_name << " [-c FILE] [-b BIND]... [-w N|auto] [--app NAME] [--log-level LEVEL]\n"
-       << std::string(program_name.size() + 8, ' ') << "[--check-config] [--version] [--help]\n"
+  text << "Usage: " << program_name << " [-c FILE] [-b BIND]... [-w N|auto] [--app NAME | --exec COMMAND]\n"
+       << std::string(program_name.size() + 8, ' ') << "[--log-level LEVEL] [--check-config] [--version] [--help]\n"
        << "\nA pre-forking connection supervisor: the master accepts connections and hands\n"
        << "each one to a forked worker. Command-line values override the file's.\n\n"
        << option_descriptions() << "\nExit status: 0 stopped cleanly, 1 fatal runtime error, 2 usage or configuration\n"
@@ -106,6 +110,11 @@ boost::system::result<config, config_error> effective_config(const command_line&
     auto checked = check_with_file_rules({{"app", *command.app}}, "app", "--app");
     if (!checked) return checked.error();
     cfg.app = checked->app;
+  }
+  if (command.exec) {
+    auto checked = check_with_file_rules({{"exec", *command.exec}}, "exec", "--exec");
+    if (!checked) return checked.error();
+    cfg.exec = checked->exec;
   }
   if (command.log_level) {
     auto checked = check_with_file_rules({{"log", {{"level", *command.log_level}}}}, "log.level", "--log-level");

@@ -13,6 +13,8 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -247,6 +249,32 @@ void read_bind(object_reader& reader, std::vector<bind_address>& out) {
   out = std::move(addresses);
 }
 
+// A command as an array of arguments, or as one string split at whitespace (no shell:
+// no quoting, no expansion); null clears it.
+void read_exec(object_reader& reader, std::vector<std::string>& out) {
+  const auto* value = reader.find("exec");
+  if (value == nullptr) return;
+  constexpr std::string_view what = "a command (a non-empty array of non-empty strings, or a string), or null";
+  std::vector<std::string> command;
+  if (value->is_null()) {
+    out.clear();
+    return;
+  }
+  if (value->is_string()) {
+    std::istringstream words{std::string(value->get_string())};
+    for (std::string word; words >> word;) command.push_back(std::move(word));
+  } else if (value->is_array()) {
+    const auto& arguments = value->get_array();
+    for (std::size_t i = 0; i < arguments.size(); ++i) {
+      if (!arguments[i].is_string() || arguments[i].get_string().empty())
+        return reader.expected("exec[" + std::to_string(i) + "]", "a non-empty string", arguments[i]);
+      command.emplace_back(arguments[i].get_string());
+    }
+  }
+  if (command.empty()) return reader.expected("exec", what, *value);
+  out = std::move(command);
+}
+
 void read_workers(object_reader& reader, config& cfg) {
   const auto* value = reader.find("workers");
   if (value == nullptr) return;
@@ -386,6 +414,7 @@ boost::system::result<config, config_error> parse_config(std::string_view json_t
   reader.optional_text("pid_file", cfg.pid_file);
   read_log(reader, cfg.log);
   reader.text("app", cfg.app);
+  read_exec(reader, cfg.exec);
   read_http(reader, cfg.http);
   read_metrics(reader, cfg.metrics);
   reader.reject_unknown_keys();
@@ -440,6 +469,7 @@ json::value to_json(const config& cfg) {
         {"file", cfg.log.file},
         {"format", name_of<log_format>(log_format_names, cfg.log.format)}}},
       {"app", cfg.app},
+      {"exec", cfg.exec.empty() ? json::value(nullptr) : json::value(json::array(cfg.exec.begin(), cfg.exec.end()))},
       {"http",
        {{"max_header_bytes", cfg.http.max_header_bytes},
         {"max_body_bytes", cfg.http.max_body_bytes},

@@ -81,6 +81,7 @@ class fd_backend final : public logging::sinks::basic_sink_backend<logging::sink
   }
 
   const std::string& path() const noexcept { return path_; }
+  int descriptor() const noexcept { return fd_; }
 
  private:
   void close_owned() noexcept {
@@ -424,6 +425,8 @@ boost::system::error_code reopen_logs() {
   s.sink->locked_backend()->replace(std::move(path), fd, owned);
   return {};
 }
+
+int log_descriptor() noexcept { return state().sink->locked_backend()->descriptor(); }
 
 bool log_enabled(log_level level) noexcept { return level >= threshold.load(std::memory_order_relaxed); }
 

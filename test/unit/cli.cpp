@@ -65,6 +65,7 @@ BOOST_AUTO_TEST_CASE(no_arguments) {
   BOOST_TEST(command.binds.empty());
   BOOST_TEST(!command.workers);
   BOOST_TEST(!command.app);
+  BOOST_TEST(!command.exec);
   BOOST_TEST(!command.log_level);
   BOOST_TEST(!command.check_config);
   BOOST_TEST(!command.show_version);
@@ -73,13 +74,14 @@ BOOST_AUTO_TEST_CASE(no_arguments) {
 }
 
 BOOST_AUTO_TEST_CASE(every_option) {
-  const auto command =
-      parse_ok({"-c", "conf/x.json", "-b", "unix:a.sock", "--bind", "127.0.0.1:0", "-b[::1]:80", "--bind=fd://3", "-w",
-                "4", "--app", "echo", "--log-level", "debug", "--check-config", "--version", "--help"});
+  const auto command = parse_ok({"-c", "conf/x.json", "-b", "unix:a.sock", "--bind", "127.0.0.1:0", "-b[::1]:80",
+                                 "--bind=fd://3", "-w", "4", "--app", "echo", "--exec", "python3 -m w", "--log-level",
+                                 "debug", "--check-config", "--version", "--help"});
   BOOST_TEST((command.config_file == std::optional<std::filesystem::path>("conf/x.json")));
   BOOST_TEST((command.binds == std::vector<std::string>{"unix:a.sock", "127.0.0.1:0", "[::1]:80", "fd://3"}));
   BOOST_TEST((command.workers == std::optional<std::string>("4")));
   BOOST_TEST((command.app == std::optional<std::string>("echo")));
+  BOOST_TEST((command.exec == std::optional<std::string>("python3 -m w")));
   BOOST_TEST((command.log_level == std::optional<std::string>("debug")));
   BOOST_TEST(command.check_config);
   BOOST_TEST(command.show_version);
@@ -111,8 +113,8 @@ BOOST_AUTO_TEST_CASE(usage_errors) {
 BOOST_AUTO_TEST_CASE(usage_text_lists_every_option) {
   const auto text = prefork::usage_text("preforkd");
   BOOST_TEST(text.starts_with("Usage: preforkd [-c FILE] [-b BIND]... [-w N|auto]"));
-  for (const auto* option : {"--config", "--bind", "--workers", "--app", "--log-level", "--check-config", "--version",
-                             "--help", "Exit status"}) {
+  for (const auto* option : {"--config", "--bind", "--workers", "--app", "--exec", "--log-level", "--check-config",
+                             "--version", "--help", "Exit status"}) {
     BOOST_TEST(text.find(option) != std::string::npos, option);
   }
   BOOST_TEST(prefork::usage_text("/usr/bin/x").starts_with("Usage: /usr/bin/x "));
@@ -145,6 +147,11 @@ BOOST_AUTO_TEST_CASE(command_line_overrides_the_file) {
   BOOST_TEST((cfg.log.level == prefork::log_level::trace));
   BOOST_TEST((cfg.log.format == prefork::log_format::json));  // untouched keys stay
   BOOST_TEST(cfg.backlog == 7);
+  BOOST_TEST(cfg.exec.empty());
+
+  const auto exec = effective_ok(parse_ok({"-c", file.file.c_str(), "--exec", "python3 -m prefork_wsgi app:app"}));
+  BOOST_TEST(exec.exec == (std::vector<std::string>{"python3", "-m", "prefork_wsgi", "app:app"}),
+             boost::test_tools::per_element());
 
   const auto automatic = effective_ok(parse_ok({"-c", file.file.c_str(), "-w", "auto"}));
   BOOST_TEST(automatic.workers_auto);
@@ -162,6 +169,8 @@ BOOST_AUTO_TEST_CASE(bad_values_name_the_option) {
              R"("--log-level": expected one of trace, debug, info, warning, error, fatal, )"
              R"(got "loud")");
   BOOST_TEST(effective_error(parse_ok({"--app", ""})) == R"("--app": expected a non-empty string, got "")");
+  BOOST_TEST(effective_error(parse_ok({"--exec", " "})) ==
+             R"("--exec": expected a command (a non-empty array of non-empty strings, or a string), or null, got " ")");
   BOOST_TEST(effective_error(parse_ok({"-b", "unix:a", "-b", "127.0.0.1:99999"})) ==
              R"("--bind": "127.0.0.1:99999": port must be 0..65535)");
 }

@@ -55,6 +55,7 @@ void check_same(const prefork::config& a, const prefork::config& b) {
   BOOST_TEST(a.log.file == b.log.file);
   BOOST_TEST((a.log.format == b.log.format));
   BOOST_TEST(a.app == b.app);
+  BOOST_TEST(a.exec == b.exec, boost::test_tools::per_element());
   BOOST_TEST(a.http.max_header_bytes == b.http.max_header_bytes);
   BOOST_TEST(a.http.max_body_bytes == b.http.max_body_bytes);
   BOOST_TEST(a.http.request_timeout.count() == b.http.request_timeout.count());
@@ -79,6 +80,7 @@ constexpr std::string_view everything_set = R"({
   "pid_file": "/tmp/x.pid",
   "log": {"level": "trace", "file": "/tmp/x.log", "format": "json"},
   "app": "testbed",
+  "exec": ["python3", "-m", "prefork_wsgi", "app:app"],
   "http": {"max_header_bytes": 256, "max_body_bytes": 0, "request_timeout": 0.001},
   "metrics": "127.0.0.1:9100"
 })";
@@ -137,6 +139,7 @@ BOOST_AUTO_TEST_CASE(defaults_match_the_spec) {
   BOOST_TEST(cfg.log.file == "-");
   BOOST_TEST((cfg.log.format == prefork::log_format::text));
   BOOST_TEST(cfg.app == "hello");
+  BOOST_TEST(cfg.exec.empty());
   BOOST_TEST(cfg.http.max_header_bytes == 8192u);
   BOOST_TEST(cfg.http.max_body_bytes == 1048576u);
   BOOST_TEST(cfg.http.request_timeout.count() == 10000);
@@ -170,6 +173,8 @@ BOOST_AUTO_TEST_CASE(every_key_is_read) {
   BOOST_TEST(cfg.log.file == "/tmp/x.log");
   BOOST_TEST((cfg.log.format == prefork::log_format::json));
   BOOST_TEST(cfg.app == "testbed");
+  BOOST_TEST(cfg.exec == (std::vector<std::string>{"python3", "-m", "prefork_wsgi", "app:app"}),
+             boost::test_tools::per_element());
   BOOST_TEST(cfg.http.max_header_bytes == 256u);
   BOOST_TEST(cfg.http.max_body_bytes == 0u);
   BOOST_TEST(cfg.http.request_timeout.count() == 1);
@@ -366,6 +371,27 @@ BOOST_AUTO_TEST_CASE(metrics_errors) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(exec_forms_and_errors) {
+  // A string is split at whitespace (no shell); null clears a command.
+  BOOST_TEST(parse_ok(R"({"exec": "  python3 -m   prefork_wsgi\tapp:app "})").exec ==
+                 (std::vector<std::string>{"python3", "-m", "prefork_wsgi", "app:app"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(parse_ok(R"({"exec": ["/bin/my worker", "--flag"]})").exec ==
+                 (std::vector<std::string>{"/bin/my worker", "--flag"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(parse_ok(R"({"exec": null})").exec.empty());
+  const std::string what =
+      "\"exec\": expected a command (a non-empty array of non-empty strings, or a string), or null";
+  check_errors({
+      {R"({"exec": []})", what + ", got an empty array"},
+      {R"({"exec": ""})", what + ", got \"\""},
+      {R"({"exec": "   "})", what + ", got \"   \""},
+      {R"({"exec": ["python3", ""]})", "\"exec[1]\": expected a non-empty string, got \"\""},
+      {R"({"exec": ["python3", 3]})", "\"exec[1]\": expected a non-empty string, got 3"},
+      {R"({"exec": 7})", what + ", got 7"},
+  });
+}
+
 BOOST_AUTO_TEST_CASE(first_error_wins) {
   BOOST_TEST(error_of(R"({"workers": 0, "backlog": 0, "typo": 1})") ==
              R"("workers": expected an integer >= 1 or "auto", got 0)");
@@ -381,7 +407,7 @@ BOOST_AUTO_TEST_CASE(to_json_uses_file_syntax) {
     "max_requests": 0, "max_requests_jitter": 0, "keepalive": 5, "dispatch": "least-connections",
     "restart": {"min_uptime_ms": 1000, "backoff_initial_ms": 100, "backoff_max_ms": 30000},
     "control": "run/preforkd.ctl", "socket_mode": "0660", "pid_file": null,
-    "log": {"level": "info", "file": "-", "format": "text"}, "app": "hello",
+    "log": {"level": "info", "file": "-", "format": "text"}, "app": "hello", "exec": null,
     "http": {"max_header_bytes": 8192, "max_body_bytes": 1048576, "request_timeout": 10},
     "metrics": null})");
   BOOST_TEST(boost::json::serialize(prefork::to_json(cfg)) == boost::json::serialize(expected));

@@ -23,6 +23,7 @@ struct command_line {
   std::vector<std::string> binds;                    // -b, --bind, in order given
   std::optional<std::string> workers;                // -w, --workers: "N" or "auto"
   std::optional<std::string> app;                    // --app
+  std::optional<std::string> exec;                   // --exec: a command, split at whitespace
   std::optional<std::string> log_level;              // --log-level
   bool check_config = false;                         // --check-config
   bool show_version = false;                         // --version

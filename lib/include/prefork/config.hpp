@@ -59,6 +59,9 @@ struct config {
   std::optional<std::string> pid_file;
   log_config log;
   std::string app = "hello";
+  /// Empty: workers serve `app` in the forked process. Else each worker execs this command
+  /// (argv; argv[0] looked up in PATH), which speaks the channel protocol (lib/PROTOCOL.md).
+  std::vector<std::string> exec;
   http_config http;
   std::optional<bind_address> metrics;
 };

@@ -73,6 +73,10 @@ void set_log_identity(log_role role, int worker_id = -1) noexcept;
 /// Errors: the file cannot be opened (errno); the old descriptor then stays in use.
 boost::system::error_code reopen_logs();
 
+/// The descriptor lines are written to now (stderr, or the open log file). An exec'd worker
+/// gets it as its stderr.
+int log_descriptor() noexcept;
+
 /// Whether a line at this level would be written. Check it before building anything costly.
 bool log_enabled(log_level level) noexcept;
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -177,9 +178,16 @@ bool master::read_worker_frames(worker_record& record) {
     // A worker that died with frames unread makes the first recvmsg report ECONNRESET;
     // what it sent before dying is still queued behind it (acknowledgements!).
     if (ec == boost::system::errc::connection_reset) continue;
+    if (ec == errc::frame_malformed) {
+      // Garbage on the channel: nothing it says can be trusted any more. Its exit reads
+      // what is left (the acknowledgements before the garbage still count).
+      if (record.state == worker_state::gone) continue;
+      on_protocol_error(record, ec.message());
+      return false;
+    }
     if (ec) {
       log_warning("bad frame from worker", {{"id", record.id}, {"pid", record.pid}, {"error", ec.message()}});
-      if (ec == errc::frame_malformed || ec == errc::frame_truncated) continue;
+      if (ec == errc::frame_truncated) continue;
       return false;
     }
     record.heartbeat.seen(steady_clock::now());
@@ -202,7 +210,7 @@ bool master::read_worker_frames(worker_record& record) {
         break;
       case frame_type::handoff:
         frame.close_descriptors();
-        log_warning("worker sent a handoff frame", {{"id", record.id}});
+        on_protocol_error(record, "a handoff frame (only the master sends those)");
         break;
     }
     if (!record.channel) return false;  // handling the frame ended the worker's channel
@@ -216,11 +224,12 @@ bool master::read_worker_frames(worker_record& record) {
 
 void master::on_progress(worker_record& record, std::span<const std::byte> payload) {
   auto counters = read_progress(payload);
-  if (!counters) return;
+  if (!counters) return on_protocol_error(record, "a progress frame that does not decode");
   bool consistent =
       record.ledger.acknowledge(counters->received, [](const handoff_entry& entry) { ::close(entry.fd); });
   if (!consistent) {
-    log_error("worker acknowledged more than it was sent", {{"id", record.id}, {"received", counters->received}});
+    on_protocol_error(record,
+                      "it acknowledged " + std::to_string(counters->received) + " descriptors, more than it was sent");
     return;
   }
   if (counters->requests > record.progress.requests) stats_.requests += counters->requests - record.progress.requests;
@@ -231,10 +240,8 @@ void master::on_progress(worker_record& record, std::span<const std::byte> paylo
 void master::on_control_message(worker_record& record, std::span<const std::byte> payload) {
   std::string_view text(reinterpret_cast<const char*>(payload.data()), payload.size());
   auto message = decode_worker_message(text);
-  if (!message) {
-    log_warning("bad control message from worker", {{"id", record.id}, {"pid", record.pid}});
-    return;
-  }
+  if (!message)
+    return on_protocol_error(record, "a control message that does not decode: " + std::string(text.substr(0, 200)));
   switch (message->kind) {
     case worker_message_kind::ready: on_ready(record); break;
     case worker_message_kind::draining: on_drain_reported(record); break;
@@ -242,6 +249,15 @@ void master::on_control_message(worker_record& record, std::span<const std::byte
     case worker_message_kind::reopen_logs:
     case worker_message_kind::drain: break;
   }
+}
+
+void master::on_protocol_error(worker_record& record, std::string_view what) {
+  // Once gone (its exit is being handled) the pid may be someone else's already.
+  if (!record.alive() || record.state == worker_state::gone || record.expected == exit_expectation::protocol_error)
+    return;
+  log_error("worker protocol error", {{"id", record.id}, {"pid", record.pid}, {"error", what}});
+  record.expected = exit_expectation::protocol_error;
+  ::kill(record.pid, SIGKILL);  // its waiter reaps it; unacknowledged descriptors go elsewhere
 }
 
 void master::send_control(worker_record& record, const worker_message& message) {

@@ -35,8 +35,9 @@ namespace asio = boost::asio;
 using steady_clock = std::chrono::steady_clock;
 using process_handle = boost::process::v2::basic_process_handle<asio::any_io_executor>;
 
-/// Why the master expects a worker to exit; `none` makes the exit a crash.
-enum class exit_expectation { none, stop, timeout, retire };
+/// Why the master expects a worker to exit; `none` makes the exit a crash, and so does
+/// `protocol_error` (the master killed it for speaking garbage on its channel).
+enum class exit_expectation { none, stop, timeout, retire, protocol_error };
 
 /// One worker process (or a slot waiting in backoff to start one).
 struct worker_record {
@@ -143,6 +144,8 @@ class master final : public control_target {
   void dispatch_unassigned();
   void on_progress(worker_record& record, std::span<const std::byte> payload);
   void on_control_message(worker_record& record, std::span<const std::byte> payload);
+  /// Kills a worker that broke the channel protocol (logged; replaced like a crash).
+  void on_protocol_error(worker_record& record, std::string_view what);
   void send_control(worker_record& record, const worker_message& message);
 
   // workers

@@ -230,7 +230,8 @@ void master::begin_stop(stop_mode mode) {
       remove_record(*record);
       continue;
     }
-    if (record->expected != exit_expectation::timeout) record->expected = exit_expectation::stop;
+    if (record->expected != exit_expectation::timeout && record->expected != exit_expectation::protocol_error)
+      record->expected = exit_expectation::stop;
     record->state = worker_state::draining;
     boost::system::error_code ec;
     if (mode == stop_mode::fast) {

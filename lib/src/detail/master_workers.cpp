@@ -2,6 +2,7 @@
 // desired count, retiring, recycling and heartbeat timeouts.
 #include "master_internal.hpp"
 
+#include "prefork/detail/worker_exec.hpp"
 #include "prefork/detail/worker_runtime.hpp"
 #include "prefork/log.hpp"
 
@@ -9,9 +10,11 @@
 #include <cerrno>
 #include <cstring>
 #include <random>
+#include <string>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <vector>
 
 namespace prefork::detail {
 
@@ -157,12 +160,13 @@ void master::run_child(int worker_channel, const worker_record& record) {
   launch.id = record.id;
   launch.generation = record.generation;
   for (const auto& slot : listeners_) launch.listener_families.push_back(slot->info.family);
+  if (!launch.settings->exec.empty()) exec_worker(launch);  // a worker in another language
   run_worker(launch);
 }
 
 void master::on_worker_exit(const record_ptr& record, boost::system::error_code ec, int status) {
   auto uptime = milliseconds_since(record->started);
-  bool expected = record->expected != exit_expectation::none;
+  bool expected = record->expected != exit_expectation::none && record->expected != exit_expectation::protocol_error;
   log_level level = expected ? log_level::info : log_level::error;
   bool was_ready = record->state != worker_state::starting;
   // Read what it sent before dying first: its last acknowledgements decide which
@@ -175,20 +179,18 @@ void master::on_worker_exit(const record_ptr& record, boost::system::error_code 
   const std::uint64_t in_service = record->open() - record->ledger.unacknowledged();
   if (ec) {
     log_error("waiting for worker failed", {{"id", record->id}, {"pid", record->pid}, {"error", ec.message()}});
-  } else if (WIFSIGNALED(status)) {
-    log(level, "worker exited",
-        {{"id", record->id},
-         {"pid", record->pid},
-         {"signal", signal_name(WTERMSIG(status))},
-         {"uptime_ms", uptime.count()},
-         {"in_service", in_service}});
   } else {
-    log(level, "worker exited",
-        {{"id", record->id},
-         {"pid", record->pid},
-         {"status", WEXITSTATUS(status)},
-         {"uptime_ms", uptime.count()},
-         {"in_service", in_service}});
+    std::string command;  // an exec'd worker is named by its command too
+    for (const auto& argument : record->settings->exec) command += (command.empty() ? "" : " ") + argument;
+    std::vector<log_field> fields{{"id", record->id}, {"pid", record->pid}};
+    if (WIFSIGNALED(status))
+      fields.emplace_back("signal", signal_name(WTERMSIG(status)));
+    else
+      fields.emplace_back("status", WEXITSTATUS(status));
+    fields.emplace_back("uptime_ms", uptime.count());
+    fields.emplace_back("in_service", in_service);
+    if (!command.empty()) fields.emplace_back("command", command);
+    log(level, "worker exited", fields);
   }
   ++stats_.worker_exits;
   if (!expected) ++stats_.worker_crashes;
@@ -222,7 +224,8 @@ void master::on_worker_exit(const record_ptr& record, boost::system::error_code 
 
   if (!stopping_) {
     if (record->counts_toward_desired && record->generation == generation_) {
-      bool failed = record->expected == exit_expectation::none || record->expected == exit_expectation::timeout;
+      bool failed = record->expected == exit_expectation::none || record->expected == exit_expectation::timeout ||
+                    record->expected == exit_expectation::protocol_error;
       start_replacement(*record, failed ? record->backoff.on_exit(uptime) : std::chrono::milliseconds(0));
     } else {
       reconcile();
@@ -315,11 +318,18 @@ void master::replace_then_retire(worker_record& record) {
 void master::check_heartbeats(steady_clock::time_point now) {
   for (auto& record : records_) {
     if (!record->alive() || record->expected == exit_expectation::timeout) continue;
-    if (!record->heartbeat.expired(now)) continue;
-    auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(record->heartbeat.silence(now));
-    log_error(
-        "worker timeout",
-        {{"id", record->id}, {"pid", record->pid}, {"silent_ms", silent.count()}, {"connections", record->open()}});
+    if (record->heartbeat.expired(now)) {
+      auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(record->heartbeat.silence(now));
+      log_error(
+          "worker timeout",
+          {{"id", record->id}, {"pid", record->pid}, {"silent_ms", silent.count()}, {"connections", record->open()}});
+    } else if (record->state == worker_state::starting && now - record->started > record->settings->timeout) {
+      // Alive (it sends heartbeats) but never ready: as useless as a silent one.
+      log_error("worker not ready in time",
+                {{"id", record->id}, {"pid", record->pid}, {"timeout_ms", record->settings->timeout.count()}});
+    } else {
+      continue;
+    }
     ++stats_.worker_timeouts;
     record->expected = exit_expectation::timeout;
     int ignored_status = 0;

@@ -1,0 +1,133 @@
+// Exec'd workers (config `exec`, lib/PROTOCOL.md) that fail: a command that cannot run or
+// exits at once backs off like a crashing worker and is logged with its command and exit
+// status; a worker that writes garbage on its channel is killed as a protocol error; one
+// that is silent, or alive but never ready, is killed after `timeout`. The master stays up
+// and answers its control socket throughout.
+#include "prefork/testing.hpp"
+#include "support/json_fields.hpp"
+#include "support/server_helpers.hpp"
+
+#include <boost/json/serialize.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <string>
+
+using namespace prefork::test_support;
+using namespace std::chrono_literals;
+namespace json = boost::json;
+
+namespace {
+
+// One worker running `command`, not waited for (it will never be ready), with a short
+// timeout and quick restarts so that the failure repeats within a test.
+prefork::testing::server_options exec_options(json::array command) {
+  auto options = boost_test_options();
+  options.config["workers"] = 1;
+  options.config["exec"] = std::move(command);
+  options.config["timeout"] = 0.5;
+  options.config["restart"] =
+      json::object{{"min_uptime_ms", 5000}, {"backoff_initial_ms", 50}, {"backoff_max_ms", 200}};
+  options.wait = prefork::testing::start_wait::no_wait;
+  return options;
+}
+
+// The first "worker exited" line with `key` equal to `value` (a number), within 10 s.
+std::optional<json::object> wait_for_exit(prefork::testing::server& server, std::string_view key, long long value) {
+  return server.wait_for_log("worker exited", 10s,
+                             [&](const json::object& line) { return log_int(line, key).value_or(-1) == value; });
+}
+
+void require_master_healthy(prefork::testing::server& server) {
+  BOOST_TEST(server.running());
+  BOOST_TEST(json::serialize(server.control({{"cmd", "ping"}})) == "\"pong\"");
+  BOOST_TEST(server.status().at("workers").at("desired").to_number<int>() == 1);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(exec_workers)
+
+BOOST_AUTO_TEST_CASE(a_command_that_cannot_run_exits_127_and_backs_off) {
+  prefork::testing::server server(exec_options({"/nonexistent/worker", "--flag"}));
+  auto cannot = server.wait_for_log("cannot exec the worker command", 10s);
+  BOOST_REQUIRE_MESSAGE(cannot.has_value(), server.log_tail(20));
+  BOOST_TEST(log_string(*cannot, "command") == "/nonexistent/worker --flag");
+  BOOST_TEST(log_string(*cannot, "error") == "No such file or directory");
+  auto exited = wait_for_exit(server, "status", 127);
+  BOOST_REQUIRE_MESSAGE(exited.has_value(), server.log_tail(20));
+  BOOST_TEST(log_string(*exited, "command") == "/nonexistent/worker --flag");
+  // Dying young again and again: the slot backs off instead of forking in a loop.
+  auto backoff = server.wait_for_log("worker slot backing off", 10s,
+                                     [](const json::object& line) { return log_int(line, "streak").value_or(0) >= 2; });
+  BOOST_TEST(backoff.has_value(), server.log_tail(20));
+  require_master_healthy(server);
+}
+
+BOOST_AUTO_TEST_CASE(a_command_that_exits_at_once_is_logged_with_its_status) {
+  prefork::testing::server server(exec_options({"/bin/sh", "-c", "exit 3"}));
+  auto exited = wait_for_exit(server, "status", 3);
+  BOOST_REQUIRE_MESSAGE(exited.has_value(), server.log_tail(20));
+  BOOST_TEST(log_string(*exited, "command") == "/bin/sh -c exit 3");
+  BOOST_TEST(log_string(*exited, "level") == "error");
+  require_master_healthy(server);
+}
+
+BOOST_AUTO_TEST_CASE(garbage_on_the_channel_is_a_protocol_error) {
+  // Seven bytes: shorter than a frame header.
+  prefork::testing::server server(exec_options({"/bin/sh", "-c", "printf garbage >&3; exec sleep 60"}));
+  auto violation = server.wait_for_log("worker protocol error", 10s);
+  BOOST_REQUIRE_MESSAGE(violation.has_value(), server.log_tail(20));
+  BOOST_TEST(log_string(*violation, "error") == "malformed channel frame");
+  auto exited = server.wait_for_log("worker exited", 10s,
+                                    [&](const json::object& line) { return event_pid(line) == event_pid(*violation); });
+  BOOST_REQUIRE_MESSAGE(exited.has_value(), server.log_tail(20));
+  BOOST_TEST(log_string(*exited, "signal") == "KILL");
+  require_master_healthy(server);
+}
+
+BOOST_AUTO_TEST_CASE(an_undecodable_control_message_is_a_protocol_error) {
+  // A well-formed control frame (type 3, version 1) whose JSON is not a message.
+  const std::string script =
+      "import socket, struct, time\n"
+      "channel = socket.socket(fileno=3)\n"
+      "body = b'{\"type\":\"hello\"}'\n"
+      "channel.send(struct.pack('=BBHI', 3, 1, 0, len(body)) + body)\n"
+      "time.sleep(60)\n";
+  prefork::testing::server server(exec_options({"python3", "-c", json::string(script)}));
+  auto violation = server.wait_for_log("worker protocol error", 10s);
+  BOOST_REQUIRE_MESSAGE(violation.has_value(), server.log_tail(20));
+  BOOST_TEST(log_string(*violation, "error").find("does not decode") != std::string::npos, json::serialize(*violation));
+  require_master_healthy(server);
+}
+
+BOOST_AUTO_TEST_CASE(a_silent_worker_is_killed_after_timeout) {
+  prefork::testing::server server(exec_options({"/bin/sleep", "60"}));
+  auto timeout = server.wait_for_log("worker timeout", 10s);
+  BOOST_REQUIRE_MESSAGE(timeout.has_value(), server.log_tail(20));
+  auto exited = server.wait_for_log("worker exited", 10s,
+                                    [&](const json::object& line) { return event_pid(line) == event_pid(*timeout); });
+  BOOST_REQUIRE_MESSAGE(exited.has_value(), server.log_tail(20));
+  BOOST_TEST(log_string(*exited, "signal") == "KILL");
+  require_master_healthy(server);
+}
+
+BOOST_AUTO_TEST_CASE(a_worker_alive_but_never_ready_is_killed_after_timeout) {
+  // Heartbeats every 50 ms, never "ready".
+  const std::string script =
+      "import socket, struct, time\n"
+      "channel = socket.socket(fileno=3)\n"
+      "body = b'{\"type\":\"heartbeat\",\"open\":0,\"served\":0}'\n"
+      "while True:\n"
+      "    channel.send(struct.pack('=BBHI', 3, 1, 0, len(body)) + body)\n"
+      "    time.sleep(0.05)\n";
+  prefork::testing::server server(exec_options({"python3", "-c", json::string(script)}));
+  auto late = server.wait_for_log("worker not ready in time", 10s);
+  BOOST_REQUIRE_MESSAGE(late.has_value(), server.log_tail(20));
+  BOOST_TEST(server.find_log("worker timeout").empty(), "it sent heartbeats: it was not silent");
+  auto exited = server.wait_for_log("worker exited", 10s,
+                                    [&](const json::object& line) { return event_pid(line) == event_pid(*late); });
+  BOOST_REQUIRE_MESSAGE(exited.has_value(), server.log_tail(20));
+  require_master_healthy(server);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
