@@ -634,6 +634,19 @@ BOOST_AUTO_TEST_CASE(wait_ready_times_out) {
              result.err);
 }
 
+BOOST_AUTO_TEST_CASE(a_full_control_backlog_is_busy_not_a_bogus_error) {
+  // Linux refuses a Unix connect with EAGAIN while the backlog is full; preforkctl waits
+  // for room until its deadline and then says the master is busy (never ENOTCONN).
+  temp_dir dir;
+  const std::string path = dir / "busy.sock";
+  prefork::unit_support::full_unix_listener listener(path);
+  auto result = ctl({"-s", path, "wait-ready", "--timeout", "0.3"});
+  BOOST_TEST(result.code == 1);
+  BOOST_TEST(result.err.find("the master is busy (its control backlog stayed full for") != std::string::npos,
+             result.err);
+  BOOST_TEST(result.err.find("not connected") == std::string::npos, result.err);
+}
+
 BOOST_AUTO_TEST_CASE(forbidden_exits_3) {
   temp_dir dir;
   const std::string path = dir / "ctl.sock";

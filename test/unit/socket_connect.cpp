@@ -7,6 +7,7 @@
 #include "prefork/control_client.hpp"
 #include "prefork/error.hpp"
 #include "unit_support/temp_dir.hpp"
+#include "unit_support/unix_listener.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -15,6 +16,7 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -51,15 +53,6 @@ sockaddr_un unix_address(const std::string& path) {
   return address;
 }
 
-/// A Unix listener with `backlog` that nobody accepts on (until the test does).
-fd_guard unix_listener(const std::string& path, int backlog) {
-  fd_guard listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  auto address = unix_address(path);
-  BOOST_REQUIRE(::bind(listener.fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0);
-  BOOST_REQUIRE(::listen(listener.fd, backlog) == 0);
-  return listener;
-}
-
 fd_guard unix_client() { return fd_guard(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)); }
 
 boost::system::error_code connect_unix(int fd, const std::string& path, steady::duration within) {
@@ -72,22 +65,6 @@ boost::system::error_code connect_unix(int fd, const std::string& path, steady::
 /// fails here with ENOTCONN).
 bool writable(int fd) { return ::send(fd, "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1; }
 
-/// Connects until one attempt finds the backlog full; returns the connected ones.
-std::vector<fd_guard> fill_backlog(const std::string& path) {
-  std::vector<fd_guard> connected;
-  for (int i = 0; i < 16; ++i) {
-    fd_guard client = unix_client();
-    auto ec = connect_unix(client.fd, path, 20ms);
-    if (ec == prefork::errc::backlog_full) return connected;
-    BOOST_REQUIRE_MESSAGE(!ec, "connect " << i << ": " << ec.message());
-    BOOST_REQUIRE_MESSAGE(writable(client.fd),
-                          "connect " << i << " succeeded but cannot write: " << std::strerror(errno));
-    connected.push_back(std::move(client));
-  }
-  BOOST_FAIL("a listener of backlog 1 took 16 connections without accepting");
-  return connected;
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(socket_connect)
@@ -95,9 +72,8 @@ BOOST_AUTO_TEST_SUITE(socket_connect)
 BOOST_AUTO_TEST_CASE(a_full_unix_backlog_is_never_a_false_success) {
   prefork::unit_support::temp_dir dir;
   const std::string path = dir / "full.sock";
-  fd_guard listener = unix_listener(path, 1);
-  auto connected = fill_backlog(path);
-  BOOST_TEST(!connected.empty());
+  prefork::unit_support::full_unix_listener listener(path);
+  for (int queued : listener.queued()) BOOST_TEST(writable(queued));
   // Every further attempt waits its whole deadline and says why.
   for (int i = 0; i < 3; ++i) {
     fd_guard client = unix_client();
@@ -111,11 +87,12 @@ BOOST_AUTO_TEST_CASE(a_full_unix_backlog_is_never_a_false_success) {
 BOOST_AUTO_TEST_CASE(a_waiting_connect_gets_through_once_the_listener_accepts) {
   prefork::unit_support::temp_dir dir;
   const std::string path = dir / "slow.sock";
-  fd_guard listener = unix_listener(path, 1);
-  auto connected = fill_backlog(path);
+  prefork::unit_support::full_unix_listener listener(path);
   std::thread acceptor([&] {
     std::this_thread::sleep_for(100ms);
-    const int accepted = ::accept4(listener.fd, nullptr, nullptr, SOCK_CLOEXEC);
+    pollfd ready{listener.fd(), POLLIN, 0};
+    (void)::poll(&ready, 1, 5000);
+    const int accepted = ::accept4(listener.fd(), nullptr, nullptr, SOCK_CLOEXEC);
     if (accepted >= 0) ::close(accepted);
   });
   fd_guard client = unix_client();
@@ -133,7 +110,7 @@ BOOST_AUTO_TEST_CASE(refused_and_missing_listeners_are_reported_at_once) {
   BOOST_TEST((connect_unix(missing.fd, dir / "nothing.sock", 10s) == boost::system::errc::no_such_file_or_directory));
 
   const std::string stale = dir / "stale.sock";
-  { fd_guard closed = unix_listener(stale, 1); }  // the file stays, nobody listens
+  ::close(prefork::unit_support::open_unix_listener(stale));  // the file stays, nobody listens
   fd_guard refused = unix_client();
   const auto started = steady::now();
   BOOST_TEST((connect_unix(refused.fd, stale, 10s) == boost::system::errc::connection_refused));
@@ -161,8 +138,7 @@ BOOST_AUTO_TEST_CASE(a_tcp_connect_in_progress_is_waited_for) {
 BOOST_AUTO_TEST_CASE(an_asio_unix_socket_waits_like_a_descriptor) {
   prefork::unit_support::temp_dir dir;
   const std::string path = dir / "asio.sock";
-  fd_guard listener = unix_listener(path, 1);
-  auto connected = fill_backlog(path);
+  prefork::unit_support::full_unix_listener listener(path);
   asio::io_context io;
   asio::local::stream_protocol::socket socket(io);
   auto ec = prefork::connect_until(socket, asio::local::stream_protocol::endpoint(path), steady::now() + 30ms);
@@ -173,8 +149,7 @@ BOOST_AUTO_TEST_CASE(an_asio_unix_socket_waits_like_a_descriptor) {
 BOOST_AUTO_TEST_CASE(control_client_reports_a_full_control_backlog_as_busy) {
   prefork::unit_support::temp_dir dir;
   const std::string path = dir / "ctl.sock";
-  fd_guard listener = unix_listener(path, 1);
-  auto connected = fill_backlog(path);
+  prefork::unit_support::full_unix_listener listener(path);
   prefork::control_client client;
   auto result = client.connect(path, 50ms);
   BOOST_REQUIRE(!result);
