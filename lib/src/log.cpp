@@ -74,6 +74,10 @@ class fd_backend final : public logging::sinks::basic_sink_backend<logging::sink
 
   /// Takes an already opened destination; the previous one is closed if it was ours.
   void replace(std::string path, int fd, bool owned) noexcept {
+    // The same number means ours was closed behind our back and the number reused by the
+    // new open (a forked worker's close_range, then reopen_logs): closing it would close
+    // the new file and leave the worker writing to whatever takes the number next.
+    if (owned_ && fd_ == fd) owned_ = false;
     close_owned();
     path_ = std::move(path);
     fd_ = fd;

@@ -13,6 +13,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 
 using namespace prefork::test_support;
@@ -144,6 +145,38 @@ BOOST_AUTO_TEST_CASE(usr1_reopens_a_moved_log_file_in_master_and_workers) {
   BOOST_TEST(
       std::any_of(exits.begin(), exits.end(), [&](const json::object& line) { return log_int(line, "pid") == other; }),
       "the other worker's \"worker exiting\" is not in the newest file");
+}
+
+BOOST_AUTO_TEST_CASE(workers_write_to_the_log_file_from_their_first_line) {
+  // A forked worker closes the master's descriptors and reopens the file: its first lines
+  // (the testbed's start warning) must land in the file, not on a reused descriptor.
+  auto options = file_log_options();
+  options.config["app"] = "testbed";
+  prefork::testing::server server(std::move(options));
+  require_ready_from_file(server);
+  const auto log_file = server.directory() / "preforkd.log";
+  const auto warnings = find_log_in(log_file, "testbed app: fault injection enabled, never use in production");
+  const auto from_workers = std::count_if(
+      warnings.begin(), warnings.end(), [](const json::object& line) { return log_string(line, "role") == "worker"; });
+  BOOST_TEST(from_workers == workers, prefork::testing::read_file(log_file));
+  BOOST_TEST(server.find_log("worker ready").empty(), "log lines went to stderr instead of the file");
+}
+
+BOOST_AUTO_TEST_CASE(exec_workers_log_to_the_file_too) {
+  // An exec'd worker gets the log destination as its stderr.
+  const char* python = std::getenv("PREFORK_PYTHON");
+  BOOST_TEST_REQUIRE(python != nullptr, "PREFORK_PYTHON is not set (ctest sets it)");
+  auto options = file_log_options();
+  options.config["exec"] = json::array{"python3", "-m", "prefork_wsgi", "tests.wsgi_apps:app"};
+  options.environment.emplace_back("PYTHONPATH", python);
+  prefork::testing::server server(std::move(options));
+  require_ready_from_file(server);
+  const auto log_file = server.directory() / "preforkd.log";
+  BOOST_TEST(find_log_in(log_file, "cannot exec the worker command").empty(), prefork::testing::read_file(log_file));
+  server.signal(SIGTTOU);  // one worker retires: its "worker exiting" is written by Python
+  auto exiting = wait_for_line_in(
+      log_file, "worker exiting", [](const json::object& line) { return log_string(line, "role") == "worker"; }, 10s);
+  BOOST_TEST(exiting.has_value(), prefork::testing::read_file(log_file));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -3,6 +3,7 @@
 #include "master_internal.hpp"
 
 #include "prefork/detail/signal_reader.hpp"
+#include "prefork/detail/worker_exec.hpp"
 #include "prefork/log.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -10,6 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <string>
 
 namespace prefork::detail {
 
@@ -125,7 +127,11 @@ void master::start() {
   asio::co_spawn(io_, run_ticker(this), log_task_failure);
   start_control();
   start_metrics();
-  log_info("master started", {{"workers", desired_}, {"app", application_.name}});
+  if (settings_->exec.empty()) {
+    log_info("master started", {{"workers", desired_}, {"app", application_.name}});
+  } else {
+    log_info("master started", {{"workers", desired_}, {"exec", exec_command_text(*settings_)}});
+  }
   reconcile();
 }
 

@@ -180,8 +180,7 @@ void master::on_worker_exit(const record_ptr& record, boost::system::error_code 
   if (ec) {
     log_error("waiting for worker failed", {{"id", record->id}, {"pid", record->pid}, {"error", ec.message()}});
   } else {
-    std::string command;  // an exec'd worker is named by its command too
-    for (const auto& argument : record->settings->exec) command += (command.empty() ? "" : " ") + argument;
+    const std::string command = exec_command_text(*record->settings);  // an exec'd worker is named by it too
     std::vector<log_field> fields{{"id", record->id}, {"pid", record->pid}};
     if (WIFSIGNALED(status))
       fields.emplace_back("signal", signal_name(WTERMSIG(status)));

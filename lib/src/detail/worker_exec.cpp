@@ -24,12 +24,6 @@ bool not_for_the_worker(std::string_view entry) {
   return false;
 }
 
-std::string command_text(const std::vector<std::string>& command) {
-  std::string text;
-  for (const auto& argument : command) text += (text.empty() ? "" : " ") + argument;
-  return text;
-}
-
 /// Puts `from` on descriptor `to` without close-on-exec; false (errno set) on failure.
 bool move_descriptor(int from, int to) {
   if (from == to) return ::fcntl(to, F_SETFD, 0) == 0;
@@ -38,11 +32,17 @@ bool move_descriptor(int from, int to) {
 
 [[noreturn]] void fail(const worker_launch& launch, std::string_view step) {
   log_error("cannot exec the worker command",
-            {{"command", command_text(launch.settings->exec)}, {"step", step}, {"error", std::strerror(errno)}});
+            {{"command", exec_command_text(*launch.settings)}, {"step", step}, {"error", std::strerror(errno)}});
   ::_exit(127);
 }
 
 }  // namespace
+
+std::string exec_command_text(const config& settings) {
+  std::string text;
+  for (const auto& argument : settings.exec) text += (text.empty() ? "" : " ") + argument;
+  return text;
+}
 
 std::vector<std::string> exec_environment(const char* const* inherited, const worker_launch& launch) {
   std::vector<std::string> environment;

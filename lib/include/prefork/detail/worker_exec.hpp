@@ -13,6 +13,10 @@ namespace prefork::detail {
 /// The descriptor an exec'd worker finds its channel on (PREFORK_CHANNEL_FD).
 inline constexpr int exec_channel_fd = 3;
 
+/// The `exec` command as one line for logs ("python3 -m prefork_wsgi app:app"); empty
+/// when the workers serve an app instead.
+std::string exec_command_text(const config& settings);
+
 /// The environment of an exec'd worker: `inherited` (KEY=VALUE entries) without what is
 /// not the worker's business (systemd's NOTIFY_SOCKET, LISTEN_*, WATCHDOG_*; older
 /// PREFORK_* values), plus PREFORK_PROTOCOL, PREFORK_CHANNEL_FD, PREFORK_WORKER_ID,
