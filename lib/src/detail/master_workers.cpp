@@ -180,10 +180,12 @@ void master::on_worker_exit(const record_ptr& record, boost::system::error_code 
   if (ec) {
     log_error("waiting for worker failed", {{"id", record->id}, {"pid", record->pid}, {"error", ec.message()}});
   } else {
+    // log_field holds views: every string it shows must outlive `fields`.
     const std::string command = exec_command_text(*record->settings);  // an exec'd worker is named by it too
+    const std::string signal = WIFSIGNALED(status) ? signal_name(WTERMSIG(status)) : std::string();
     std::vector<log_field> fields{{"id", record->id}, {"pid", record->pid}};
     if (WIFSIGNALED(status))
-      fields.emplace_back("signal", signal_name(WTERMSIG(status)));
+      fields.emplace_back("signal", signal);
     else
       fields.emplace_back("status", WEXITSTATUS(status));
     fields.emplace_back("uptime_ms", uptime.count());
