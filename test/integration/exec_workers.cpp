@@ -37,6 +37,15 @@ std::optional<json::object> wait_for_exit(prefork::testing::server& server, std:
                              [&](const json::object& line) { return log_int(line, key).value_or(-1) == value; });
 }
 
+// The "worker exited" line of the worker that `event` (a line naming it) is about.
+json::object require_exit_of(prefork::testing::server& server, const json::object& event) {
+  auto exited = server.wait_for_log("worker exited", 10s,
+                                    [&](const json::object& line) { return event_pid(line) == event_pid(event); });
+  BOOST_REQUIRE_MESSAGE(exited.has_value(), "no exit of the worker of " << json::serialize(event) << "\n"
+                                                                        << server.log_tail(20));
+  return *exited;
+}
+
 void require_master_healthy(prefork::testing::server& server) {
   BOOST_TEST(server.running());
   BOOST_TEST(json::serialize(server.control({{"cmd", "ping"}})) == "\"pong\"");
@@ -78,10 +87,8 @@ BOOST_AUTO_TEST_CASE(garbage_on_the_channel_is_a_protocol_error) {
   auto violation = server.wait_for_log("worker protocol error", 10s);
   BOOST_REQUIRE_MESSAGE(violation.has_value(), server.log_tail(20));
   BOOST_TEST(log_string(*violation, "error") == "malformed channel frame");
-  auto exited = server.wait_for_log("worker exited", 10s,
-                                    [&](const json::object& line) { return event_pid(line) == event_pid(*violation); });
-  BOOST_REQUIRE_MESSAGE(exited.has_value(), server.log_tail(20));
-  BOOST_TEST(log_string(*exited, "signal") == "KILL");
+  const json::object exited = require_exit_of(server, *violation);
+  BOOST_TEST(log_string(exited, "signal") == "KILL");
   require_master_healthy(server);
 }
 
@@ -106,10 +113,8 @@ BOOST_AUTO_TEST_CASE(a_silent_worker_is_killed_after_timeout) {
   prefork::testing::server server(exec_options({"/bin/sleep", "60"}));
   auto timeout = server.wait_for_log("worker timeout", 10s);
   BOOST_REQUIRE_MESSAGE(timeout.has_value(), server.log_tail(20));
-  auto exited = server.wait_for_log("worker exited", 10s,
-                                    [&](const json::object& line) { return event_pid(line) == event_pid(*timeout); });
-  BOOST_REQUIRE_MESSAGE(exited.has_value(), server.log_tail(20));
-  BOOST_TEST(log_string(*exited, "signal") == "KILL");
+  const json::object exited = require_exit_of(server, *timeout);
+  BOOST_TEST(log_string(exited, "signal") == "KILL");
   require_master_healthy(server);
 }
 
@@ -129,9 +134,7 @@ BOOST_AUTO_TEST_CASE(a_worker_alive_but_never_ready_is_killed_after_timeout) {
   BOOST_REQUIRE_MESSAGE(late.has_value(), server.log_tail(20));
   for (const auto& silent : server.find_log("worker timeout"))
     BOOST_TEST((event_pid(silent) != event_pid(*late)), "it sent heartbeats: it was not silent");
-  auto exited = server.wait_for_log("worker exited", 10s,
-                                    [&](const json::object& line) { return event_pid(line) == event_pid(*late); });
-  BOOST_REQUIRE_MESSAGE(exited.has_value(), server.log_tail(20));
+  (void)require_exit_of(server, *late);
   require_master_healthy(server);
 }
 
