@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 
@@ -67,6 +68,10 @@ def main(argv=None):
         log.critical("no channel to the master", extra={"fields": {"fd": fd, "error": str(error)}})
         return 1
 
+    # The master's own signals must not stop or kill a worker that is still loading its
+    # app (PROTOCOL.md 5, 7.3): ignore them before the import, as the loop does later.
+    for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
     if args.chdir:
         os.chdir(args.chdir)
     if "" not in sys.path and os.getcwd() not in sys.path:

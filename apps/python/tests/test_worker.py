@@ -450,6 +450,16 @@ class StartupTest(unittest.TestCase):
         result = self.run_main(["tests.wsgi_apps:app"], {"PREFORK_PROTOCOL": "2"})
         self.assertEqual(result.returncode, 2)
 
+    def test_master_signals_while_the_app_loads_are_ignored(self):
+        # HUP, USR1, USR2, TTIN and TTOU go to the whole group at times; a worker still
+        # importing its app must survive them (their default would kill or stop it).
+        master = Master(self, app="tests.slow_app:app")
+        time.sleep(0.3)
+        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU):
+            master.signal(sig)
+        master.ready()
+        self.assertIsNone(master.proc.poll())
+
     def test_app_that_cannot_be_loaded(self):
         master = Master(self, app="tests.wsgi_apps:missing")
         self.assertEqual(master.wait_exit(), 1)
