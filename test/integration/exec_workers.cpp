@@ -92,21 +92,53 @@ BOOST_AUTO_TEST_CASE(garbage_on_the_channel_is_a_protocol_error) {
   require_master_healthy(server);
 }
 
-BOOST_AUTO_TEST_CASE(an_undecodable_control_message_is_a_protocol_error) {
-  // A well-formed control frame (type 3, version 1) whose JSON is not a message.
+// A worker that sends what `send_frames` (Python statements using frame(type, body) on
+// the channel) says, then sleeps. Its timeout is above Python's start-up on a loaded
+// machine, which must not look like silence.
+prefork::testing::server_options python_worker(const std::string& send_frames) {
   const std::string script =
       "import socket, struct, time\n"
       "channel = socket.socket(fileno=3)\n"
-      "body = b'{\"type\":\"hello\"}'\n"
-      "channel.send(struct.pack('=BBHI', 3, 1, 0, len(body)) + body)\n"
-      "time.sleep(60)\n";
+      "def frame(kind, body):\n"
+      "    channel.send(struct.pack('=BBHI', kind, 1, 0, len(body)) + body)\n" +
+      send_frames + "time.sleep(60)\n";
   auto options = exec_options({"python3", "-c", json::string(script)});
-  options.config["timeout"] = 3;  // Python's start-up on a loaded machine must not look like silence
+  options.config["timeout"] = 3;
+  return options;
+}
+
+// Starts `options`, waits for its "worker protocol error" and checks the reason.
+void require_protocol_error(prefork::testing::server_options options, std::string_view reason) {
   prefork::testing::server server(std::move(options));
   auto violation = server.wait_for_log("worker protocol error", 30s);
   BOOST_REQUIRE_MESSAGE(violation.has_value(), server.log_tail(20));
-  BOOST_TEST(log_string(*violation, "error").find("does not decode") != std::string::npos, json::serialize(*violation));
+  BOOST_TEST(log_string(*violation, "error").find(reason) != std::string::npos, json::serialize(*violation));
+  BOOST_TEST(log_string(require_exit_of(server, *violation), "signal") == "KILL");
   require_master_healthy(server);
+}
+
+BOOST_AUTO_TEST_CASE(an_undecodable_control_message_is_a_protocol_error) {
+  // A well-formed control frame (type 3) whose JSON is not a message.
+  require_protocol_error(python_worker("frame(3, b'{\"type\":\"hello\"}')\n"), "does not decode");
+}
+
+BOOST_AUTO_TEST_CASE(acknowledging_more_than_was_sent_is_a_protocol_error) {
+  // progress (type 2): received 5, closed 0, requests 0; the master sent nothing.
+  require_protocol_error(python_worker("frame(2, struct.pack('=QQQ', 5, 0, 0))\n"),
+                         "acknowledged 5 descriptors, more than it was sent");
+}
+
+BOOST_AUTO_TEST_CASE(a_handoff_from_a_worker_is_a_protocol_error) {
+  // handoff (type 1) carrying its own stdin and one listener index.
+  require_protocol_error(
+      python_worker("channel.sendmsg([struct.pack('=BBHII', 1, 1, 0, 4, 0)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, "
+                    "struct.pack('i', 0))])\n"),
+      "a handoff frame");
+}
+
+BOOST_AUTO_TEST_CASE(a_progress_frame_of_the_wrong_size_is_a_protocol_error) {
+  // The frame decoder checks each type's payload size: five bytes are no counters.
+  require_protocol_error(python_worker("frame(2, b'short')\n"), "malformed channel frame");
 }
 
 BOOST_AUTO_TEST_CASE(a_silent_worker_is_killed_after_timeout) {
@@ -120,15 +152,10 @@ BOOST_AUTO_TEST_CASE(a_silent_worker_is_killed_after_timeout) {
 
 BOOST_AUTO_TEST_CASE(a_worker_alive_but_never_ready_is_killed_after_timeout) {
   // Heartbeats every 50 ms, never "ready".
-  const std::string script =
-      "import socket, struct, time\n"
-      "channel = socket.socket(fileno=3)\n"
-      "body = b'{\"type\":\"heartbeat\",\"open\":0,\"served\":0}'\n"
+  auto options = python_worker(
       "while True:\n"
-      "    channel.send(struct.pack('=BBHI', 3, 1, 0, len(body)) + body)\n"
-      "    time.sleep(0.05)\n";
-  auto options = exec_options({"python3", "-c", json::string(script)});
-  options.config["timeout"] = 2;  // Python's start-up on a loaded machine must not look like silence
+      "    frame(3, b'{\"type\":\"heartbeat\",\"open\":0,\"served\":0}')\n"
+      "    time.sleep(0.05)\n");
   prefork::testing::server server(std::move(options));
   auto late = server.wait_for_log("worker not ready in time", 30s);
   BOOST_REQUIRE_MESSAGE(late.has_value(), server.log_tail(20));

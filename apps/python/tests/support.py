@@ -208,6 +208,17 @@ class Master:
         return others
 
 
+def read_until_closed(sock, timeout=WAIT):
+    """Everything `sock` receives until the peer closes; socket.timeout after `timeout`."""
+    sock.settimeout(timeout)
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def is_control(frame, kind):
     return frame.type == channel.CONTROL and channel.decode_control(frame.payload)["type"] == kind
 

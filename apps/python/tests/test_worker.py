@@ -14,7 +14,7 @@ import unittest
 
 from prefork_wsgi import channel
 
-from .support import PYTHON_DIR, WAIT, Master
+from .support import PYTHON_DIR, WAIT, Master, read_until_closed
 
 
 class ServeTest(unittest.TestCase):
@@ -85,12 +85,7 @@ class ServeTest(unittest.TestCase):
         accepted.close()
         master.wait_acknowledged()
         client.sendall(b"GET /environ?x=1 HTTP/1.0\r\n\r\n")
-        data = b""
-        while True:
-            chunk = client.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_until_closed(client)
         head, body = data.split(b"\r\n\r\n", 1)
         self.assertIn(b"\r\nConnection: close", head)  # HTTP/1.0 without keep-alive
         environ = json.loads(body)
@@ -375,12 +370,7 @@ class LifeTest(unittest.TestCase):
             server.close()
         master.wait_acknowledged()
         for client, _ in pairs:
-            data = b""
-            while True:
-                chunk = client.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = read_until_closed(client)
             client.close()
             self.assertTrue(data.endswith(b"Hello, world!\n"))
         master.expect_progress(received=32, closed=32, requests=32)

@@ -39,6 +39,12 @@ using process_handle = boost::process::v2::basic_process_handle<asio::any_io_exe
 /// `protocol_error` (the master killed it for speaking garbage on its channel).
 enum class exit_expectation { none, stop, timeout, retire, protocol_error };
 
+/// Whether an exit with this expectation counts as a crash (logged as an error, counted in
+/// worker_crashes, replaced with backoff).
+inline bool is_crash(exit_expectation expected) noexcept {
+  return expected == exit_expectation::none || expected == exit_expectation::protocol_error;
+}
+
 /// One worker process (or a slot waiting in backoff to start one).
 struct worker_record {
   worker_record(int id_, std::uint64_t generation_, std::shared_ptr<const config> settings_);

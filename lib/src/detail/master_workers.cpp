@@ -166,7 +166,7 @@ void master::run_child(int worker_channel, const worker_record& record) {
 
 void master::on_worker_exit(const record_ptr& record, boost::system::error_code ec, int status) {
   auto uptime = milliseconds_since(record->started);
-  bool expected = record->expected != exit_expectation::none && record->expected != exit_expectation::protocol_error;
+  bool expected = !is_crash(record->expected);
   log_level level = expected ? log_level::info : log_level::error;
   bool was_ready = record->state != worker_state::starting;
   // Read what it sent before dying first: its last acknowledgements decide which
@@ -225,8 +225,7 @@ void master::on_worker_exit(const record_ptr& record, boost::system::error_code 
 
   if (!stopping_) {
     if (record->counts_toward_desired && record->generation == generation_) {
-      bool failed = record->expected == exit_expectation::none || record->expected == exit_expectation::timeout ||
-                    record->expected == exit_expectation::protocol_error;
+      bool failed = is_crash(record->expected) || record->expected == exit_expectation::timeout;
       start_replacement(*record, failed ? record->backoff.on_exit(uptime) : std::chrono::milliseconds(0));
     } else {
       reconcile();
