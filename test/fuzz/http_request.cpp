@@ -1,4 +1,4 @@
-// Fuzzes the hello app's HTTP request path: detail::serve_http with route_hello serves one
+// Fuzzes the hello app's HTTP request path: http::serve with hello's routes serves one
 // connection of a socketpair whose client sends the fuzz input, then half-closes and reads
 // everything back. Byte 0 of the input is the client's write size (0: all at once), so
 // requests also arrive split at every possible place; the rest is the client's bytes.
@@ -6,7 +6,8 @@
 // deadline has to fire), and whatever the server wrote is a sequence of HTTP/1.1 responses.
 #include "prefork/config.hpp"
 #include "prefork/connection.hpp"
-#include "prefork/detail/http_router.hpp"
+#include "prefork/http/app.hpp"
+#include "prefork/http_apps.hpp"
 #include "prefork/worker_context.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -26,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -87,6 +89,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const prefork::config cfg = make_config();
+  static const auto routes = std::make_shared<const prefork::http::router>(prefork::hello_routes());
   if (size == 0) return 0;
   const std::size_t chunk = data[0];
   const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
@@ -102,11 +105,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   bool server_done = false;
   bool client_done = false;
   std::string received;
-  asio::co_spawn(io,
-                 prefork::detail::serve_http(prefork::connection(std::move(server), 0, worker),
-                                             prefork::detail::http_router{&prefork::detail::route_hello, nullptr}),
+  asio::co_spawn(io, prefork::http::serve(prefork::connection(std::move(server), 0, worker), routes),
                  [&](std::exception_ptr error) {
-                   if (error) fail("serve_http threw");
+                   if (error) fail("http::serve threw");
                    server_done = true;
                  });
   asio::co_spawn(io, run_client(client, input, chunk, received), [&](std::exception_ptr error) {

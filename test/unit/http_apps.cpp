@@ -1,9 +1,10 @@
-// The hello app and detail::serve_http, driven over a real socketpair with raw bytes.
+// The hello app and the public HTTP API (http::serve, router, request, response), driven
+// over a real socketpair with raw bytes.
 #include "prefork/http_apps.hpp"
 
 #include "prefork/config.hpp"
 #include "prefork/connection.hpp"
-#include "prefork/detail/http_router.hpp"
+#include "prefork/http.hpp"
 #include "prefork/worker_context.hpp"
 #include "unit_support/raw_http.hpp"
 
@@ -11,8 +12,10 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/json/object.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -190,50 +193,67 @@ std::string hello_response(std::string_view connection_line = "") {
 }
 
 // ---------------------------------------------------------------------------------------
-// A second router on the same loop: deferred routes, formatted bodies, forced close, throws.
+// A second router on the same loop: coroutine routes, formatted bodies, forced close,
+// headers, path parameters, JSON, throws.
 
-boost::asio::awaitable<void> route_slow(const prefork::detail::http_request& request,
-                                        prefork::detail::http_response& response, prefork::connection& conn) {
-  asio::steady_timer timer(conn.get_executor(), 50ms);
+namespace http = prefork::http;
+
+boost::asio::awaitable<http::response> route_slow(const http::request& request) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, 50ms);
   co_await timer.async_wait(asio::use_awaitable);
-  response.storage = "slept for ";
-  response.storage += request.query;
-  response.storage += '\n';
-  response.body = response.storage;
+  co_return http::text(200, "slept for " + std::string(request.query()) + "\n");
 }
 
-prefork::detail::route_result route_test(const prefork::detail::http_request& request,
-                                         prefork::detail::http_response& response, prefork::connection&) {
-  using prefork::detail::route_result;
-  if (request.path == "/slow") return route_result::deferred;
-  if (request.path == "/echo") {
-    response.content_type = "application/octet-stream";
-    response.body = request.body;
-  } else if (request.path == "/big") {
-    response.storage.assign(8u << 20, 'x');
-    response.body = response.storage;
-  } else if (request.path == "/bye") {
-    response.after = prefork::detail::after_response::close;
-    response.body = "bye\n";
-  } else if (request.path == "/method") {
-    response.storage = request.method_text;
-    response.storage += request.version == 10 ? " 1.0\n" : " 1.1\n";
-    response.content_type = {};
-    response.body = response.storage;
-  } else if (request.path == "/unavailable") {
-    response.status = 503;
-    response.body = "later\n";
-  } else if (request.path == "/throw") {
-    throw std::runtime_error("route failed");
-  } else {
-    response.status = 418;
-    response.body = "teapot\n";
-  }
-  return route_result::done;
+http::router test_routes() {
+  http::router r;
+  r.get("/slow", &route_slow);
+  r.post("/echo", [](const http::request& q) {
+    return http::response(200, std::string(q.body()), http::application_octet_stream);
+  });
+  r.get("/big", [](const http::request&) { return http::text(200, std::string(8u << 20, 'x')); });
+  r.get("/bye", [](const http::request&) { return http::text(200, "bye\n").close_connection(); });
+  const auto method = [](const http::request& q) {
+    http::response answer(200, std::string(q.method_string()) + (q.version() == 10 ? " 1.0\n" : " 1.1\n"));
+    answer.set_content_type("");
+    return answer;
+  };
+  r.get("/method", method);
+  r.patch("/method", method);
+  r.get("/unavailable", [](const http::request&) { return http::text(503, "later\n"); });
+  r.get("/throw", [](const http::request&) -> http::response { throw std::runtime_error("route failed"); });
+  r.get("/throw-later", [](const http::request&) -> boost::asio::awaitable<http::response> {
+    asio::steady_timer timer(co_await asio::this_coro::executor, 1ms);
+    co_await timer.async_wait(asio::use_awaitable);
+    throw std::runtime_error("coroutine route failed");
+  });
+  r.get("/refuse", [](const http::request&) -> http::response { throw http::http_error(422, "no thanks"); });
+  r.get("/header", [](const http::request& q) {
+    return http::text(200, std::string(q.header("x-probe").value_or("none")) + "\n")
+        .set_header("Cache-Control", "no-store");
+  });
+  r.get("/items/{id}/parts/{part}", [](const http::request& q) {
+    return http::text(200, std::string(*q.path_parameter("id")) + "/" + std::string(*q.path_parameter("part")) + "\n");
+  });
+  r.post("/sum", [](const http::request& q) {
+    const boost::json::value v = http::parse_json(q);
+    const boost::json::object* o = v.if_object();
+    if (o == nullptr || !o->contains("a") || !o->contains("b") || !o->at("a").is_int64() || !o->at("b").is_int64())
+      throw http::http_error(400, "expected {\"a\": integer, \"b\": integer}");
+    return http::json(200, {{"sum", o->at("a").as_int64() + o->at("b").as_int64()}});
+  });
+  r.add(http::verb::get, "/get-only", [](const http::request&) { return http::text(200, "get\n"); });
+  r.add(http::verb::delete_, "/get-only", [](const http::request&) { return http::text(200, "deleted\n"); });
+  r.get("/empty", [](const http::request&) { return http::response(204, "ignored"); });
+  // A status Beast knows no reason phrase for.
+  const auto teapot = [](const http::request&) { return http::text(418, "teapot\n"); };
+  r.get("/", teapot);
+  r.get("/other", teapot);
+  return r;
 }
 
 boost::asio::awaitable<void> serve_test(prefork::connection conn) {
-  return prefork::detail::serve_http(std::move(conn), prefork::detail::http_router{&route_test, &route_slow});
+  static const auto routes = std::make_shared<const http::router>(test_routes());
+  return http::serve(std::move(conn), routes);
 }
 
 }  // namespace
@@ -807,22 +827,102 @@ BOOST_AUTO_TEST_CASE(route_can_close_the_connection) {
   BOOST_TEST(t.server_closed);
 }
 
-BOOST_AUTO_TEST_CASE(exception_in_a_route_ends_only_this_connection) {
+BOOST_AUTO_TEST_CASE(exception_in_a_route_is_answered_500_and_the_connection_goes_on) {
   harness h;
   h.start(&serve_test);
-  const transcript t = h.run({{"GET /throw HTTP/1.1\r\n\r\n", 0}}, ending::expect_close);
-  BOOST_TEST(t.server_closed);
-  BOOST_TEST(t.trailing.empty());
-  BOOST_REQUIRE(h.server_error);
-  BOOST_CHECK_THROW(std::rethrow_exception(h.server_error), std::runtime_error);
-  // The worker serves its next connection.
-  h.io.restart();
-  h.server_done = false;
-  h.server_error = nullptr;
-  h.start_hello();
-  const transcript next = h.run({{get_root}}, ending::close_client);
-  BOOST_REQUIRE_EQUAL(next.responses.size(), 1u);
-  BOOST_TEST(status_line(next.responses[0]) == "HTTP/1.1 200 OK");
+  const transcript t =
+      h.run({{"GET /throw HTTP/1.1\r\n\r\n"}, {"GET /throw-later HTTP/1.1\r\n\r\n"}, {get_root}}, ending::close_client);
+  BOOST_REQUIRE_EQUAL(t.responses.size(), 3u);
+  BOOST_TEST(status_line(t.responses[0]) == "HTTP/1.1 500 Internal Server Error");
+  BOOST_TEST(body_of(t.responses[0]) == "Internal Server Error\n");
+  BOOST_TEST(status_line(t.responses[1]) == "HTTP/1.1 500 Internal Server Error");
+  BOOST_TEST(status_line(t.responses[2]) == "HTTP/1.1 418 ");  // the same connection still serves
+  BOOST_TEST(!h.server_error);
+}
+
+BOOST_AUTO_TEST_CASE(http_error_is_answered_with_its_status_and_message) {
+  harness h;
+  h.start(&serve_test);
+  const transcript t = h.run({{"GET /refuse HTTP/1.1\r\n\r\n"}}, ending::close_client);
+  BOOST_REQUIRE_EQUAL(t.responses.size(), 1u);
+  BOOST_TEST(status_line(t.responses[0]) == "HTTP/1.1 422 Unprocessable Entity");
+  BOOST_TEST(body_of(t.responses[0]) == "no thanks\n");
+}
+
+BOOST_AUTO_TEST_CASE(handler_reads_headers_and_sets_its_own) {
+  harness h;
+  h.start(&serve_test);
+  const transcript t =
+      h.run({{"GET /header HTTP/1.1\r\nX-Probe: 42\r\n\r\n"}, {"GET /header HTTP/1.1\r\n\r\n"}}, ending::close_client);
+  BOOST_REQUIRE_EQUAL(t.responses.size(), 2u);
+  BOOST_TEST(body_of(t.responses[0]) == "42\n");
+  BOOST_TEST(has_line(t.responses[0], "Cache-Control: no-store"));
+  BOOST_TEST(body_of(t.responses[1]) == "none\n");
+}
+
+BOOST_AUTO_TEST_CASE(path_parameters_match_one_segment_each) {
+  harness h;
+  h.start(&serve_test);
+  const transcript t = h.run({{"GET /items/7/parts/wheel?x=1 HTTP/1.1\r\n\r\n"},
+                              {"GET /items//parts/wheel HTTP/1.1\r\n\r\n"},
+                              {"GET /items/7/parts/wheel/more HTTP/1.1\r\n\r\n"}},
+                             ending::close_client);
+  BOOST_REQUIRE_EQUAL(t.responses.size(), 3u);
+  BOOST_TEST(body_of(t.responses[0]) == "7/wheel\n");
+  BOOST_TEST(status_line(t.responses[1]) == "HTTP/1.1 404 Not Found");
+  BOOST_TEST(status_line(t.responses[2]) == "HTTP/1.1 404 Not Found");
+}
+
+BOOST_AUTO_TEST_CASE(json_in_and_out_with_400_for_bad_json) {
+  harness h;
+  h.start(&serve_test);
+  const std::string good = R"({"a": 1, "b": 2})";
+  const std::string bad = R"({"a": 1,)";
+  const std::string wrong = R"({"a": "1", "b": 2})";
+  const auto post = [](const std::string& body) {
+    return "POST /sum HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n\r\n" + body;
+  };
+  const transcript t = h.run({{post(good)}, {post(bad)}, {post(wrong)}, {post("")}}, ending::close_client);
+  BOOST_REQUIRE_EQUAL(t.responses.size(), 4u);
+  BOOST_TEST(body_of(t.responses[0]) == R"({"sum":3})");
+  BOOST_TEST(has_line(t.responses[0], "Content-Type: application/json"));
+  BOOST_TEST(status_line(t.responses[1]) == "HTTP/1.1 400 Bad Request");
+  BOOST_TEST(body_of(t.responses[1]).starts_with("request body is not valid JSON: "));
+  BOOST_TEST(body_of(t.responses[2]) == "expected {\"a\": integer, \"b\": integer}\n");
+  BOOST_TEST(status_line(t.responses[3]) == "HTTP/1.1 400 Bad Request");
+}
+
+BOOST_AUTO_TEST_CASE(unknown_method_is_405_with_the_methods_the_path_has) {
+  harness h;
+  h.start(&serve_test);
+  step head{"HEAD /get-only HTTP/1.1\r\n\r\n"};
+  head.head = true;
+  const transcript t = h.run({{"PUT /echo HTTP/1.1\r\nContent-Length: 0\r\n\r\n"},
+                              head,
+                              {"DELETE /get-only HTTP/1.1\r\n\r\n"},
+                              {"PUT /nowhere HTTP/1.1\r\n\r\n"}},
+                             ending::close_client);
+  BOOST_REQUIRE_EQUAL(t.responses.size(), 4u);
+  BOOST_TEST(status_line(t.responses[0]) == "HTTP/1.1 405 Method Not Allowed");
+  BOOST_TEST(has_line(t.responses[0], "Allow: POST"));
+  // add(verb::get) answers GET alone: HEAD is not served by it.
+  BOOST_TEST(status_line(t.responses[1]) == "HTTP/1.1 405 Method Not Allowed");
+  BOOST_TEST(has_line(t.responses[1], "Allow: GET, DELETE"));
+  BOOST_TEST(body_of(t.responses[2]) == "deleted\n");
+  BOOST_TEST(status_line(t.responses[3]) == "HTTP/1.1 404 Not Found");
+}
+
+BOOST_AUTO_TEST_CASE(no_content_has_neither_body_nor_length) {
+  harness h;
+  h.start(&serve_test);
+  step empty{"GET /empty HTTP/1.1\r\n\r\n"};
+  empty.head = true;  // no body follows the head
+  const transcript t = h.run({empty, {get_root}}, ending::close_client);
+  BOOST_REQUIRE_EQUAL(t.responses.size(), 2u);
+  BOOST_TEST(status_line(t.responses[0]) == "HTTP/1.1 204 No Content");
+  BOOST_TEST(t.responses[0].find("Content-Length") == std::string::npos);
+  BOOST_TEST(body_of(t.responses[1]) == "teapot\n");
 }
 
 BOOST_AUTO_TEST_CASE(hello_app_is_named_hello) {

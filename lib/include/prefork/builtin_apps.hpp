@@ -1,5 +1,6 @@
 // The apps preforkd ships (SPEC section 4): hello (http_apps.hpp), testbed (hello plus
-// fault injection for test harnesses) and echo (a raw byte echo, not HTTP).
+// fault injection for test harnesses; both on the public HTTP API, prefork/http.hpp) and
+// echo (a raw byte echo, not HTTP).
 #pragma once
 
 #include "prefork/app.hpp"
@@ -19,7 +20,9 @@ namespace prefork {
 ///   GET /hang       -> the worker's event loop blocks forever (no heartbeat: the master
 ///                      kills it after `timeout`); nothing is answered
 ///   POST /echo      -> 200 application/octet-stream, the request body
-/// HEAD is allowed where it is harmless (/whoami, /sleep, /burn; it does the work and
+///   GET /throw      -> the handler throws: 500 `Internal Server Error`, an error line in the
+///                      log (with the worker's id); the worker and the connection go on
+/// HEAD is allowed where it is harmless (/whoami, /sleep, /burn, /throw; it does the work and
 /// drops the body); another method on a testbed path is 405 with `Allow: GET, HEAD`,
 /// `Allow: GET` (/crash, /hang: a HEAD probe must not kill a worker) or `Allow: POST`.
 /// N is the query parameter `ms`, a decimal integer 0..60000; when it is missing, not a

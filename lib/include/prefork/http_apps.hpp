@@ -1,8 +1,9 @@
-// The built-in HTTP apps of SPEC section 4, served with Boost.Beast (kept out of this
-// header). The connection loop they share is detail/http_router.hpp.
+// The built-in HTTP app `hello` (SPEC section 4), built on the public HTTP API
+// (prefork/http.hpp) like any user's service.
 #pragma once
 
 #include "prefork/app.hpp"
+#include "prefork/http/router.hpp"
 
 namespace prefork {
 
@@ -14,5 +15,8 @@ namespace prefork {
 /// each of these closes the connection. Keep-alive idles up to `keepalive` seconds;
 /// a draining worker answers with `Connection: close`.
 app make_hello_app();
+
+/// hello's routes, for apps that extend them (testbed adds its own to these).
+http::router hello_routes();
 
 }  // namespace prefork

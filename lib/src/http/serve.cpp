@@ -1,8 +1,9 @@
-// The HTTP/1.x connection loop on Boost.Beast (detail::serve_http) and the `hello` app.
-// The only translation unit of the apps that includes Beast's HTTP headers.
-#include "prefork/http_apps.hpp"
+// The HTTP/1.x connection loop on Boost.Beast (http::serve): reads requests under the
+// configured limits and deadlines, asks the router for each response, writes them.
+// The only translation unit that includes Beast's parser.
+#include "prefork/http/app.hpp"
 
-#include "prefork/detail/http_router.hpp"
+#include "prefork/log.hpp"
 #include "prefork/worker_context.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -18,6 +19,7 @@
 #include <boost/beast/http/status.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/verb.hpp>
+#include <boost/core/demangle.hpp>
 
 #include <algorithm>
 #include <array>
@@ -26,6 +28,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <ctime>
+#include <exception>
 #include <limits>
 #include <memory>
 #include <memory_resource>
@@ -34,13 +37,12 @@
 #include <string_view>
 #include <tuple>
 
-namespace prefork {
-namespace detail {
+namespace prefork::http {
 namespace {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
-namespace http = beast::http;
+namespace bhttp = beast::http;
 using boost::system::error_code;
 using clock_type = std::chrono::steady_clock;
 
@@ -128,9 +130,9 @@ void append_status_line(std::string& out, unsigned status) {
   std::array<char, 16> digits{};
   const auto [end, ignored] = std::to_chars(digits.data(), digits.data() + digits.size(), status);
   // The reason phrase is optional (RFC 9112 4): empty for a status Beast does not know.
-  const beast::string_view reason = http::int_to_status(status) == http::status::unknown
+  const beast::string_view reason = bhttp::int_to_status(status) == bhttp::status::unknown
                                         ? ""
-                                        : http::obsolete_reason(static_cast<http::status>(status));
+                                        : bhttp::obsolete_reason(static_cast<bhttp::status>(status));
   out += "HTTP/1.1 ";
   out.append(digits.data(), end);
   out += ' ';
@@ -138,21 +140,28 @@ void append_status_line(std::string& out, unsigned status) {
   out += "\r\n";
 }
 
-void append_head(std::string& out, const http_response& response, connection_header connection) {
-  append_status_line(out, response.status);
+/// Whether a response with `status` has no content (RFC 9110 15.3.5, 15.4.5): no body,
+/// and no Content-Length.
+bool without_content(unsigned status) noexcept { return status == 204 || status == 304; }
+
+void append_head(std::string& out, const response& answer, connection_header connection) {
+  append_status_line(out, answer.status());
   out += "Server: prefork\r\n";
   out += date_cache.line();
-  if (!response.content_type.empty()) {
+  const std::string_view content_type = answer.content_type();
+  if (!content_type.empty()) {
     out += "Content-Type: ";
-    out += response.content_type;
+    out += content_type;
     out += "\r\n";
   }
-  std::array<char, 24> digits{};
-  const auto [end, ignored] = std::to_chars(digits.data(), digits.data() + digits.size(), response.body.size());
-  out += "Content-Length: ";
-  out.append(digits.data(), end);
-  out += "\r\n";
-  out += response.extra_headers;
+  if (!without_content(answer.status())) {
+    std::array<char, 24> digits{};
+    const auto [end, ignored] = std::to_chars(digits.data(), digits.data() + digits.size(), answer.body().size());
+    out += "Content-Length: ";
+    out.append(digits.data(), end);
+    out += "\r\n";
+  }
+  out += answer.header_lines();
   if (connection == connection_header::close) {
     out += "Connection: close\r\n";
   } else if (connection == connection_header::keep_alive) {
@@ -221,15 +230,15 @@ struct deadline_guard {
 };
 
 // ---------------------------------------------------------------------------------------
-// One connection's state; lives in serve_http's frame and is never moved.
+// One connection's state; lives in serve's frame and is never moved.
 
 using fields_allocator = std::pmr::polymorphic_allocator<char>;
-using request_parser = http::request_parser<http::string_body, fields_allocator>;
+using request_parser = bhttp::request_parser<bhttp::string_body, fields_allocator>;
 
 struct http_session {
-  http_session(connection c, http_router r)
+  http_session(connection c, std::shared_ptr<const router> r)
       : conn(std::move(c)),
-        router(r),
+        routes(std::move(r)),
         limits(conn.worker().settings().http),
         keepalive(conn.worker().settings().keepalive),
         arena(arena_storage.data(), arena_storage.size(), std::pmr::new_delete_resource()),
@@ -240,7 +249,7 @@ struct http_session {
   }
 
   connection conn;
-  http_router router;
+  std::shared_ptr<const router> routes;
   const http_config& limits;
   clock_type::duration keepalive;
   beast::flat_buffer buffer;  // bytes read and not parsed yet: pipelined requests stay here
@@ -249,8 +258,8 @@ struct http_session {
   std::array<std::byte, arena_size> arena_storage{};
   std::pmr::monotonic_buffer_resource arena;
   std::optional<request_parser> parser;
-  http_request request;
-  http_response response;
+  std::optional<request> current;  // the request being answered, over *parser
+  response answer;                 // its response
   std::shared_ptr<deadline_state> deadline;
 };
 
@@ -273,42 +282,15 @@ void start_parser(http_session& s) {
 }
 
 void finish_request(http_session& s) noexcept {
+  s.current.reset();
   s.parser.reset();
   s.arena.release();  // every field of the request is gone with the parser
-}
-
-http_method to_method(http::verb verb) noexcept {
-  switch (verb) {
-    case http::verb::get: return http_method::get;
-    case http::verb::head: return http_method::head;
-    case http::verb::post: return http_method::post;
-    case http::verb::put: return http_method::put;
-    case http::verb::delete_: return http_method::delete_method;
-    case http::verb::options: return http_method::options;
-    case http::verb::patch: return http_method::patch;
-    default: return http_method::other;
-  }
-}
-
-std::string_view to_std(beast::string_view text) noexcept { return {text.data(), text.size()}; }
-
-void fill_request(http_session& s) {
-  const auto& message = s.parser->get();
-  http_request& r = s.request;
-  r.method = to_method(message.method());
-  r.method_text = to_std(message.method_string());
-  r.target = to_std(message.target());
-  const std::size_t question = r.target.find('?');
-  r.path = r.target.substr(0, question);
-  r.query = question == std::string_view::npos ? std::string_view{} : r.target.substr(question + 1);
-  r.body = message.body();
-  r.version = message.version();
 }
 
 bool wants_continue(const request_parser& parser) {
   const auto& message = parser.get();
   if (message.version() < 11) return false;
-  const auto expect = message.find(http::field::expect);
+  const auto expect = message.find(bhttp::field::expect);
   return expect != message.end() && beast::iequals(expect->value(), "100-continue");
 }
 
@@ -367,18 +349,18 @@ asio::awaitable<error_code> read_request(http_session& s) {
           header_pending ? asio::buffer(s.buffer.data(), s.limits.max_header_bytes - header_bytes) : s.buffer.data();
       const std::size_t used = parser.put(input, ec);
       s.buffer.consume(used);
-      if (ec && ec != http::error::need_more) co_return ec;
+      if (ec && ec != bhttp::error::need_more) co_return ec;
       if (header_pending && !parser.is_header_done()) {
         header_bytes += used;
-        if (header_bytes + s.buffer.size() >= s.limits.max_header_bytes) co_return http::error::header_limit;
+        if (header_bytes + s.buffer.size() >= s.limits.max_header_bytes) co_return bhttp::error::header_limit;
       }
       if (!header_checked && parser.is_header_done()) {
         header_checked = true;
         // RFC 9112 6.3: a request whose Transfer-Encoding does not end in chunked has no
         // reliable length (Beast would read it as bodiless: request smuggling).
         const auto& message = parser.get();
-        if (message.find(http::field::transfer_encoding) != message.end() && !parser.chunked())
-          co_return http::error::bad_transfer_encoding;
+        if (message.find(bhttp::field::transfer_encoding) != message.end() && !parser.chunked())
+          co_return bhttp::error::bad_transfer_encoding;
         continue;  // the body may already be buffered beyond the header's budget
       }
       if (!ec) continue;
@@ -395,7 +377,7 @@ asio::awaitable<error_code> read_request(http_session& s) {
       if (const error_code flush_ec = co_await flush(s)) co_return flush_ec;
     }
     const std::size_t size = beast::read_size(s.buffer, max_read_size);
-    if (size == 0) co_return http::error::buffer_overflow;
+    if (size == 0) co_return bhttp::error::buffer_overflow;
     error_code read_ec;
     std::size_t bytes = 0;
     if (!s.conn.registered()) {
@@ -408,7 +390,7 @@ asio::awaitable<error_code> read_request(http_session& s) {
     }
     s.buffer.commit(bytes);
     if (read_ec == asio::error::eof) {
-      if (!parser.got_some()) co_return http::error::end_of_stream;
+      if (!parser.got_some()) co_return bhttp::error::end_of_stream;
       parser.put_eof(ec);  // completes a request whose end is the end of the stream, or fails
       if (ec) co_return ec;
       continue;
@@ -461,13 +443,13 @@ error_answer answer_for(const http_session& s, error_code ec) {
     if (!s.parser->got_some()) return {0, {}};
     return {408, "Request Timeout\n"};
   }
-  if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
+  if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
     return {431, "Request Header Fields Too Large\n"};
   }
-  if (ec == http::error::body_limit) return {413, "Payload Too Large\n"};
+  if (ec == bhttp::error::body_limit) return {413, "Payload Too Large\n"};
   // The client closed before a request or in the middle of one: it reads nothing more.
-  if (ec == http::error::end_of_stream || ec == http::error::partial_message) return {0, {}};
-  if (ec.category() == http::make_error_code(http::error::bad_method).category()) {
+  if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message) return {0, {}};
+  if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category()) {
     return {400, "Bad Request\n"};
   }
   return {0, {}};  // a socket error
@@ -475,16 +457,14 @@ error_answer answer_for(const http_session& s, error_code ec) {
 
 /// Answers a request that could not be read (400, 408, 413, 431), or not, and closes.
 asio::awaitable<void> end_after_read_error(http_session& s, error_code read_ec) {
-  const error_answer answer = answer_for(s, read_ec);
-  if (answer.status == 0) {
+  const error_answer refusal = answer_for(s, read_ec);
+  if (refusal.status == 0) {
     co_await close_connection(s, linger::never);
     co_return;
   }
-  s.response.reset();
-  s.response.status = answer.status;
-  s.response.body = answer.body;
-  append_head(s.out, s.response, connection_header::close);
-  s.out += answer.body;
+  s.answer = response(refusal.status, std::string(refusal.body));
+  append_head(s.out, s.answer, connection_header::close);
+  s.out += refusal.body;
   ++s.out_responses;
   begin_deadline(s, s.limits.request_timeout);
   const error_code ec = co_await flush(s);
@@ -493,10 +473,50 @@ asio::awaitable<void> end_after_read_error(http_session& s, error_code read_ec) 
   co_await close_connection(s, ec ? linger::never : linger::always);
 }
 
+/// The answer when the router has no handler: 404, or 405 with the methods the path has.
+response no_route(const route_match& match) {
+  if (match.status == 404) return response(404, "Not Found\n");
+  response answer(405, "Method Not Allowed\n");
+  answer.set_header("Allow", match.allow);
+  return answer;
+}
+
+/// Called in a catch block: the handler's exception as the answer. An http_error is the
+/// handler's chosen answer; anything else is the handler's failure, answered 500 and logged.
+response answer_for_exception(const http_session& s) {
+  const request& r = *s.current;
+  std::string what;
+  try {
+    throw;
+  } catch (const http_error& e) {
+    log_debug("HTTP handler answered with an error",
+              {{"target", r.target()}, {"status", e.status()}, {"message", e.what()}});
+    std::string body = e.what();
+    body += '\n';
+    return response(e.status(), std::move(body));
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+    what = "an exception that is not a std::exception";
+  }
+  // The line carries the worker's id, as every line a worker writes.
+  log_error("HTTP handler failed", {{"method", r.method_string()}, {"target", r.target()}, {"error", what}});
+  return response(500, "Internal Server Error\n");
+}
+
+/// Writes what is queued (earlier pipelined answers) before a handler that may wait.
+asio::awaitable<error_code> flush_before_waiting(http_session& s) {
+  if (s.out.empty()) co_return error_code{};
+  begin_deadline(s, s.limits.request_timeout);
+  const error_code ec = co_await flush(s);
+  end_deadline(s);
+  co_return ec;
+}
+
 }  // namespace
 
-asio::awaitable<void> serve_http(connection conn, http_router router) {
-  http_session s(std::move(conn), router);
+asio::awaitable<void> serve(connection conn, std::shared_ptr<const router> routes) {
+  http_session s(std::move(conn), std::move(routes));
   const deadline_guard guard{*s.deadline};
   // The first request is read at once, bounded by request_timeout: a new connection
   // was accepted for a request, so draining does not cut it. Between requests, an idle
@@ -521,30 +541,39 @@ asio::awaitable<void> serve_http(connection conn, http_router router) {
       co_return;
     }
 
-    fill_request(s);
-    s.response.reset();
-    if (s.router.route(s.request, s.response, s.conn) == route_result::deferred) {
-      if (!s.out.empty()) {  // earlier pipelined answers need not wait for this one
-        begin_deadline(s, s.limits.request_timeout);
-        const error_code ec = co_await flush(s);
-        end_deadline(s);
-        if (ec) {
-          co_await close_connection(s, linger::never);
-          co_return;
-        }
+    request& current = s.current.emplace(s.parser->get(), s.conn.worker());
+    const route_match match = s.routes->match(current);
+    if (match.plain != nullptr) {
+      try {
+        s.answer = (*match.plain)(current);
+      } catch (...) {
+        s.answer = answer_for_exception(s);
       }
-      co_await s.router.route_deferred(s.request, s.response, s.conn);
+    } else if (match.coroutine != nullptr) {
+      if (co_await flush_before_waiting(s)) {  // earlier pipelined answers need not wait for this one
+        co_await close_connection(s, linger::never);
+        co_return;
+      }
+      try {
+        s.answer = co_await (*match.coroutine)(current);
+      } catch (...) {
+        s.answer = answer_for_exception(s);
+      }
+    } else {
+      s.answer = no_route(match);
     }
 
     // A client that asked to close sends nothing more (RFC 9112 9.6): nothing to linger for.
     const bool client_closes = !s.parser->get().keep_alive();
-    const bool keep_alive = !client_closes && s.response.after == after_response::keep_alive && !s.conn.draining();
+    const bool keep_alive = !client_closes && !s.answer.closes_connection() && !s.conn.draining();
     const connection_header header = !keep_alive              ? connection_header::close
-                                     : s.request.version < 11 ? connection_header::keep_alive
+                                     : current.version() < 11 ? connection_header::keep_alive
                                                               : connection_header::none;
-    append_head(s.out, s.response, header);
+    append_head(s.out, s.answer, header);
     ++s.out_responses;
-    std::string_view body = s.request.method == http_method::head ? std::string_view{} : s.response.body;
+    std::string_view body = current.method() == verb::head || without_content(s.answer.status())
+                                ? std::string_view{}
+                                : std::string_view(s.answer.body());
     if (body.size() <= inline_body_limit) {
       s.out += body;
       body = {};
@@ -567,42 +596,18 @@ asio::awaitable<void> serve_http(connection conn, http_router router) {
   }
 }
 
-}  // namespace detail
-
 namespace {
 
-constexpr std::string_view allow_get_head = "Allow: GET, HEAD\r\n";
+// Not a coroutine: hands serve's awaitable on, no extra frame.
+struct serve_routes {
+  std::shared_ptr<const router> routes;
+  asio::awaitable<void> operator()(connection conn) const { return serve(std::move(conn), routes); }
+};
 
 }  // namespace
 
-// GET and HEAD on "/" and "/healthz"; another method there is 405; any other path is 404
-// whatever the method (a method check on a path that does not exist says nothing useful).
-detail::route_result detail::route_hello(const http_request& request, http_response& response, connection& /*conn*/) {
-  const bool root = request.path == "/";
-  if (root || request.path == "/healthz") {
-    if (request.method == detail::http_method::get || request.method == detail::http_method::head) {
-      response.body = root ? "Hello, world!\n" : "ok\n";
-    } else {
-      response.status = 405;
-      response.extra_headers = allow_get_head;
-      response.body = "Method Not Allowed\n";
-    }
-  } else {
-    response.status = 404;
-    response.body = "Not Found\n";
-  }
-  return detail::route_result::done;
+app make_app(std::string name, router routes) {
+  return app{std::move(name), serve_routes{std::make_shared<const router>(std::move(routes))}};
 }
 
-namespace {
-
-// Not a coroutine: hands serve_http's awaitable on, no extra frame.
-boost::asio::awaitable<void> serve_hello(connection conn) {
-  return detail::serve_http(std::move(conn), detail::http_router{&detail::route_hello, nullptr});
-}
-
-}  // namespace
-
-app make_hello_app() { return app{"hello", &serve_hello}; }
-
-}  // namespace prefork
+}  // namespace prefork::http

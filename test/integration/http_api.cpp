@@ -1,0 +1,146 @@
+// The public HTTP API (prefork/http.hpp) through real programs: the json-api example a
+// user would write, and the testbed app (built on the same API) for a handler that throws.
+#include "prefork/testing.hpp"
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <array>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <string>
+
+namespace json = boost::json;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using prefork::testing::server;
+using prefork::testing::server_options;
+
+namespace {
+
+/// The json-api example, built beside preforkd (apps/examples/json-api).
+server_options json_api_options() {
+  const char* preforkd = std::getenv("PREFORKD");
+  BOOST_REQUIRE_MESSAGE(preforkd != nullptr, "PREFORKD is not set");
+  server_options options;
+  options.program = fs::path(preforkd).parent_path() / "json-api";
+  BOOST_REQUIRE_MESSAGE(fs::exists(options.program), options.program << " is not built");
+  options.config["app"] = "api";
+  options.config["workers"] = 2;
+  options.on_stop_failure = [](const std::string& message) { BOOST_ERROR(message); };
+  return options;
+}
+
+std::set<long long> worker_pids(server& s) {
+  std::set<long long> pids;
+  for (const auto& worker : s.workers()) pids.insert(worker.at("pid").to_number<long long>());
+  return pids;
+}
+
+/// Sends `request` on `socket` and reads one response whose body has a Content-Length;
+/// returns its body. Each read waits at most 10 s.
+std::string exchange(prefork::socket_type& socket, const std::string& request) {
+  const timeval limit{10, 0};
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  boost::asio::write(socket, boost::asio::buffer(request));
+  std::string in;
+  std::array<char, 4096> chunk{};
+  for (;;) {
+    const std::size_t head_end = in.find("\r\n\r\n");
+    if (head_end != std::string::npos) {
+      const std::size_t at = in.find("Content-Length: ");
+      BOOST_REQUIRE_MESSAGE(at != std::string::npos && at < head_end, "no Content-Length in " << in);
+      const std::size_t length = std::stoul(in.substr(at + 16));
+      if (in.size() >= head_end + 4 + length) return in.substr(head_end + 4, length);
+    }
+    boost::system::error_code ec;
+    const std::size_t n = socket.read_some(boost::asio::buffer(chunk), ec);
+    BOOST_REQUIRE_MESSAGE(!ec, "reading a response: " << ec.message() << "; so far: " << in);
+    in.append(chunk.data(), n);
+  }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(http_api)
+
+BOOST_AUTO_TEST_CASE(json_api_example_answers_its_routes) {
+  server s(json_api_options());
+  auto& http = s.http();
+
+  const auto health = http.get("/health");
+  BOOST_TEST(health.status == 200u);
+  BOOST_TEST(health.body == "ok\n");
+
+  const auto sum = http.try_request("POST", "/sum", R"({"a": 1, "b": 2})").value();
+  BOOST_TEST(sum.status == 200u);
+  BOOST_TEST(sum.header("Content-Type").value_or("") == "application/json");
+  BOOST_TEST(sum.body == R"({"sum":3})");
+
+  const auto malformed = http.try_request("POST", "/sum", R"({"a": 1,)").value();
+  BOOST_TEST(malformed.status == 400u);
+  BOOST_TEST(malformed.body.starts_with("request body is not valid JSON: "), malformed.body);
+  const auto wrong = http.try_request("POST", "/sum", R"({"a": "1", "b": 2})").value();
+  BOOST_TEST(wrong.status == 400u);
+  BOOST_TEST(wrong.body == "expected {\"a\": integer, \"b\": integer}\n");
+
+  const auto get_sum = http.get("/sum");
+  BOOST_TEST(get_sum.status == 405u);
+  BOOST_TEST(get_sum.header("Allow").value_or("") == "POST");
+  BOOST_TEST(http.get("/nowhere").status == 404u);
+
+  const json::value pid = json::parse(http.get("/pid").body);
+  BOOST_TEST(worker_pids(s).count(pid.at("pid").to_number<long long>()) == 1u);
+  BOOST_TEST(pid.at("served").to_number<long long>() >= 0);
+
+  const auto later = http.get("/later");
+  BOOST_TEST(later.status == 200u);
+  BOOST_TEST(later.body == "later\n");
+}
+
+BOOST_AUTO_TEST_CASE(json_api_keep_alive_connection_moves_to_the_new_generation_on_reload) {
+  server_options options = json_api_options();
+  options.config["workers"] = 1;
+  server s(options);
+  boost::asio::io_context io;
+  auto socket = s.connect(io.get_executor());
+  const std::string ask = "GET /pid HTTP/1.1\r\nHost: test\r\n\r\n";
+  const long long before = json::parse(exchange(socket, ask)).at("pid").to_number<long long>();
+  s.reload();  // waits until the new generation serves and the old one is gone
+  // The same connection, idle during the reload, is served by the new worker.
+  const long long after = json::parse(exchange(socket, ask)).at("pid").to_number<long long>();
+  BOOST_TEST(before != after);
+  BOOST_TEST(worker_pids(s).count(after) == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_handler_that_throws_is_answered_500_and_logged_and_the_worker_goes_on) {
+  server_options options;
+  options.config["app"] = "testbed";
+  options.config["workers"] = 1;
+  options.on_stop_failure = [](const std::string& message) { BOOST_ERROR(message); };
+  server s(options);
+  const long long pid = json::parse(s.http().get("/whoami").body).at("pid").to_number<long long>();
+
+  const auto failed = s.http().get("/throw");
+  BOOST_TEST(failed.status == 500u);
+  BOOST_TEST(failed.body == "Internal Server Error\n");
+  const auto line = s.wait_for_log("HTTP handler failed", 5s);
+  BOOST_REQUIRE_MESSAGE(line, s.log_tail());
+  BOOST_TEST(line->at("worker").to_number<int>() == 1);
+  BOOST_TEST(line->at("target").as_string() == "/throw");
+  BOOST_TEST(line->at("error").as_string() == "testbed: /throw requested");
+
+  // The same worker answers the next request.
+  BOOST_TEST(json::parse(s.http().get("/whoami").body).at("pid").to_number<long long>() == pid);
+  BOOST_TEST(worker_pids(s).count(pid) == 1u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
