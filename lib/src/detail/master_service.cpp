@@ -96,8 +96,7 @@ void master::accept_metrics() {
       continue;
     }
     asio::co_spawn(io_,
-                   serve_metrics_connection(
-                       std::move(socket), [this] { return render_metrics_text(); }, std::chrono::milliseconds(5000)),
+                   serve_metrics_connection(std::move(socket), settings_, [this] { return render_metrics_text(); }),
                    log_service_failure);
   }
 }
