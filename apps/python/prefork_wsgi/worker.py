@@ -2,8 +2,11 @@
 the signal wake-up descriptor and the timers. It speaks the channel protocol exactly as the
 C++ worker (lib/src/detail/worker_runtime.cpp) does; lib/PROTOCOL.md is the reference.
 
-- Handed-off descriptors are acknowledged (a progress frame) before any byte of them is
-  read: until the master has the acknowledgement it may give them to another worker.
+- Handed-off descriptors are acknowledged (a progress frame) one at a time, each just
+  before the worker starts on it, and never read before: until the master has the
+  acknowledgement it may give them to another worker. The app runs on this loop one call
+  at a time, so the connections waiting behind a call stay the master's: if the worker
+  dies, they go to another worker, and only the ones it had started die with it.
 - Heartbeats come from this loop. The WSGI app runs on it too, so an app call that blocks
   for `timeout` stops the heartbeats and the master kills and replaces the worker; the
   connections it had acknowledged die with it (clients see a reset or EOF), the ones not
@@ -103,6 +106,7 @@ class Worker:
         self.log_handler = log_handler
         self.sel = selectors.DefaultSelector()
         self.conns = set()
+        self.held = []  # from the channel, not counted yet: a Connection, or a count of lost descriptors
         self.unacknowledged = []  # received, acknowledgement not sent yet
         self.to_start = []  # acknowledged, not started yet
         self.control_outbox = []
@@ -124,7 +128,7 @@ class Worker:
     # --- the loop ------------------------------------------------------------------------
 
     def open_connections(self):
-        return self.received - self.closed
+        return self.received - self.closed + len(self.held)
 
     def run(self):
         """Serves until told to stop or the master goes away; never returns (os._exit)."""
@@ -151,7 +155,8 @@ class Worker:
             for conn in self.conns:
                 if conn.deadline is not None and conn.deadline < wake_at:
                     wake_at = conn.deadline
-            timeout = 0 if self.to_start or self.pending_signals else max(0.0, wake_at - now)
+            startable = self.to_start or (self.held and not self.unacknowledged)
+            timeout = 0 if startable or self.pending_signals else max(0.0, wake_at - now)
             for key, mask in self.sel.select(timeout):
                 self._on_event(key.data, mask)
             self._handle_signals()
@@ -160,7 +165,7 @@ class Worker:
                 self._heartbeat()
                 next_heartbeat = now + interval
             self._expire(now)
-            self._start_acknowledged()
+            self._start_received()
             if self.closed != self.reported_closed and not self.progress_dirty:
                 self._send_progress()  # close reports, one frame per loop turn at most
             if self.draining:
@@ -241,7 +246,6 @@ class Worker:
 
     def _read_channel(self):
         """Reads every frame that is there; False once the channel is gone."""
-        received_any = False
         while True:
             try:
                 frame = channel.recv_frame(self.chan)
@@ -254,9 +258,7 @@ class Worker:
                 if error.frame_type == channel.HANDOFF and error.lost_fds:
                     # Out of descriptors: these connections are gone, but they must be
                     # acknowledged (as received and closed), or the master keeps its copies.
-                    self.received += error.lost_fds
-                    self.closed += error.lost_fds
-                    received_any = True
+                    self.held.append(error.lost_fds)
                 continue
             except channel.FrameError as error:
                 log.error("channel receive failed", extra={"fields": {"error": str(error)}})
@@ -267,14 +269,11 @@ class Worker:
             if frame.type == channel.HANDOFF:
                 for fd, index in zip(frame.fds, channel.decode_indices(frame.payload)):
                     self._receive(fd, index)
-                received_any = True
             elif frame.type == channel.CONTROL:
                 self._on_control(frame.payload)
             else:
                 frame.close_fds()
                 log.warning("unexpected frame from master", extra={"fields": {"type": frame.type}})
-        if received_any:
-            self._send_progress()  # acknowledge before reading any of them
         return True
 
     def _on_control(self, payload):
@@ -296,17 +295,16 @@ class Worker:
                         extra={"fields": {"message": bytes(payload).decode("utf-8", "replace")}})
 
     def _receive(self, fd, listener_index):
-        self.received += 1
         try:
             sock = socket.socket(fileno=fd)
             sock.setblocking(False)
         except OSError as error:
             os.close(fd)
-            self.closed += 1
+            self.held.append(1)  # acknowledged in its turn, as received and closed
             log.error("received descriptor is not a socket", extra={"fields": {"error": str(error)}})
             return
-        # Not read, not even registered, until the master has our acknowledgement.
-        self.unacknowledged.append(Connection(sock, listener_index))
+        # Not acknowledged, not read, not even registered until the worker starts on it.
+        self.held.append(Connection(sock, listener_index))
 
     def _queue_control(self, kind, **fields):
         self.control_outbox.append(channel.encode_control(kind, **fields))
@@ -365,6 +363,26 @@ class Worker:
             self.to_start.extend(self.unacknowledged)
             self.unacknowledged = []
         self._want_channel(selectors.EVENT_READ)
+
+    def _start_received(self):
+        """Acknowledges the held connections one at a time, each just before it is started:
+        the app runs on this loop, so the ones still waiting behind it stay the master's
+        (another worker gets them if this one dies)."""
+        while True:
+            self._start_acknowledged()
+            if not self.held or self.unacknowledged:
+                break  # nothing more, or the acknowledgement waits for the channel
+            item = self.held.pop(0)
+            if isinstance(item, int):  # lost or unusable descriptors: received and closed
+                self.received += item
+                self.closed += item
+                self.progress_dirty = True
+                continue
+            self.received += 1
+            self.unacknowledged.append(item)
+            self._send_progress()
+        if self.progress_dirty and not self.unacknowledged:
+            self._flush()
 
     def _start_acknowledged(self):
         while self.to_start:

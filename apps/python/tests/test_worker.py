@@ -4,6 +4,7 @@ over a real socketpair(AF_UNIX, SOCK_SEQPACKET), clients on real Unix stream soc
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -314,6 +315,31 @@ class LifeTest(unittest.TestCase):
         self.assertLess(time.monotonic() - started, 3)
         client.close()
 
+    def test_connections_behind_an_app_call_stay_unacknowledged(self):
+        # One handoff, two requests: the first blocks the app. The second is acknowledged
+        # only when the worker starts on it, so while the call runs the master still owns it,
+        # unread, and would give it to another worker if this one died.
+        master = Master(self)
+        master.ready()
+        slow_client, slow = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        waiting_client, waiting = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        request = b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"
+        slow_client.sendall(b"GET /sleep?ms=20000 HTTP/1.1\r\n\r\n")
+        waiting_client.sendall(request)
+        master.handoff([slow.fileno(), waiting.fileno()])
+        slow.close()
+        waiting.close()
+        self.assertEqual(master.expect_progress(received=1)[0], (1, 0, 0))
+        time.sleep(0.3)  # the worker is in the app call now
+        while master.recv_now() is not None:
+            pass
+        self.assertEqual(master.progress[0], 1)
+        self.assertEqual(len(master.sent), 1)  # the master's copy of the waiting connection
+        with socket.socket(fileno=os.dup(master.sent[0])) as copy:
+            self.assertEqual(copy.recv(len(request) + 1, socket.MSG_PEEK | socket.MSG_DONTWAIT), request)  # unread
+        slow_client.close()
+        waiting_client.close()
+
     def test_hup_and_usr1_are_ignored(self):
         master = Master(self)
         master.ready()
@@ -443,8 +469,13 @@ class StartupTest(unittest.TestCase):
     def test_master_signals_while_the_app_loads_are_ignored(self):
         # HUP, USR1, USR2, TTIN and TTOU go to the whole group at times; a worker still
         # importing its app must survive them (their default would kill or stop it).
-        master = Master(self, app="tests.slow_app:app")
-        time.sleep(0.3)
+        mark = os.path.join(tempfile.mkdtemp(), "importing")
+        self.addCleanup(shutil.rmtree, os.path.dirname(mark))
+        master = Master(self, app="tests.slow_app:app", env={"SLOW_APP_MARK": mark})
+        deadline = time.monotonic() + WAIT
+        while not os.path.exists(mark):  # the app's import started: the worker set up its signals
+            self.assertLess(time.monotonic(), deadline, "the app's import did not start")
+            time.sleep(0.01)
         for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU):
             master.signal(sig)
         master.ready()
