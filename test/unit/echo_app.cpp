@@ -4,6 +4,7 @@
 
 #include "prefork/config.hpp"
 #include "prefork/connection.hpp"
+#include "prefork/detail/worker_drain.hpp"
 #include "prefork/log.hpp"
 #include "prefork/worker_context.hpp"
 #include "unit_support/raw_http.hpp"
@@ -335,7 +336,7 @@ BOOST_AUTO_TEST_CASE(drain_closes_an_idle_connection) {
   h.cfg.keepalive = 10s;  // would outlive the test: only the drain can end it
   h.start();
   asio::steady_timer drain(h.io, 50ms);
-  drain.async_wait([&](error_code) { h.worker->begin_drain(); });
+  drain.async_wait([&](error_code) { prefork::detail::worker_drain::begin(*h.worker); });
   std::string received;
   clock_type::duration idle_for{};
   const log_capture log;
@@ -352,7 +353,7 @@ BOOST_AUTO_TEST_CASE(draining_worker_echoes_bytes_already_sent_then_closes) {
   // Sent before the server runs: it has bytes pending when it first looks, so it is not idle.
   BOOST_REQUIRE_EQUAL(client.write_some(asio::buffer(std::string("pending"))), 7u);
   h.start();
-  h.worker->begin_drain();
+  prefork::detail::worker_drain::begin(*h.worker);
   std::string received;
   clock_type::duration idle_for{};
   h.run(echo_then_wait_for_close(client, "", received, idle_for), 3s);

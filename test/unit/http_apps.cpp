@@ -4,6 +4,7 @@
 
 #include "prefork/config.hpp"
 #include "prefork/connection.hpp"
+#include "prefork/detail/worker_drain.hpp"
 #include "prefork/http.hpp"
 #include "prefork/worker_context.hpp"
 #include "unit_support/raw_http.hpp"
@@ -681,7 +682,7 @@ BOOST_AUTO_TEST_CASE(drain_closes_an_idle_connection) {
   h.start_hello();
   step drain{"", 0};
   drain.pause = 20ms;
-  drain.before = [&h] { h.worker->begin_drain(); };
+  drain.before = [&h] { prefork::detail::worker_drain::begin(*h.worker); };
   const transcript t = h.run({{get_root}, drain}, ending::expect_close, 2s);
   BOOST_REQUIRE_EQUAL(t.responses.size(), 1u);
   BOOST_TEST(t.server_closed);
@@ -693,7 +694,7 @@ BOOST_AUTO_TEST_CASE(request_answered_while_draining_carries_connection_close) {
   harness h;
   h.start_hello();
   step s{get_root};
-  s.before = [&h] { h.worker->begin_drain(); };
+  s.before = [&h] { prefork::detail::worker_drain::begin(*h.worker); };
   const transcript t = h.run({s}, ending::expect_close);
   BOOST_REQUIRE_EQUAL(t.responses.size(), 1u);
   BOOST_TEST(without_date(t.responses[0]) == hello_response("Connection: close\r\n"));

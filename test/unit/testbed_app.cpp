@@ -5,6 +5,7 @@
 
 #include "prefork/config.hpp"
 #include "prefork/connection.hpp"
+#include "prefork/detail/worker_drain.hpp"
 #include "prefork/log.hpp"
 #include "prefork/worker_context.hpp"
 #include "unit_support/raw_http.hpp"
@@ -409,7 +410,7 @@ BOOST_AUTO_TEST_CASE(sleep_answered_while_draining_says_connection_close) {
   exchange x{get("/sleep?ms=100")};
   h.start(x);
   asio::steady_timer timer(h.io, 20ms);
-  timer.async_wait([&](boost::system::error_code) { h.worker->begin_drain(); });
+  timer.async_wait([&](boost::system::error_code) { prefork::detail::worker_drain::begin(*h.worker); });
   h.run();
   BOOST_REQUIRE_EQUAL(x.answers.size(), 1u);
   BOOST_TEST(body_of(x.answers[0]) == "slept 100 ms\n");

@@ -2,7 +2,9 @@
 // socketpairs: close wakes idle connections, hand_back releases their descriptors to the
 // runtime, serve_last leaves them waiting for one last request.
 #include "prefork/worker_context.hpp"
+
 #include "prefork/connection.hpp"
+#include "prefork/detail/worker_drain.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -60,7 +62,7 @@ BOOST_AUTO_TEST_SUITE(worker_context)
 BOOST_FIXTURE_TEST_CASE(close_policy_wakes_an_idle_connection, fixture) {
   io.run_for(20ms);
   BOOST_TEST(!result.has_value());
-  worker.begin_drain(prefork::worker_context::idle_policy::close);
+  prefork::detail::worker_drain::begin(worker, prefork::worker_context::idle_policy::close);
   run_until_done();
   BOOST_TEST((*result == wait_result::drained));
 }
@@ -69,10 +71,11 @@ BOOST_FIXTURE_TEST_CASE(hand_back_releases_the_descriptor_with_its_listener, fix
   io.run_for(20ms);
   int handed = -1;
   std::uint32_t listener = 0;
-  worker.begin_drain(prefork::worker_context::idle_policy::hand_back, [&](int fd, std::uint32_t index) {
-    handed = fd;
-    listener = index;
-  });
+  prefork::detail::worker_drain::begin(worker, prefork::worker_context::idle_policy::hand_back,
+                                       [&](int fd, std::uint32_t index) {
+                                         handed = fd;
+                                         listener = index;
+                                       });
   run_until_done();
   BOOST_TEST((*result == wait_result::drained));
   BOOST_REQUIRE(handed >= 0);
@@ -89,7 +92,7 @@ BOOST_FIXTURE_TEST_CASE(hand_back_releases_the_descriptor_with_its_listener, fix
 
 BOOST_FIXTURE_TEST_CASE(serve_last_keeps_waiting_for_the_next_request, fixture) {
   io.run_for(20ms);
-  worker.begin_drain(prefork::worker_context::idle_policy::serve_last);
+  prefork::detail::worker_drain::begin(worker, prefork::worker_context::idle_policy::serve_last);
   io.run_for(50ms);
   BOOST_TEST(!result.has_value());
   BOOST_TEST(worker.draining());
@@ -99,7 +102,7 @@ BOOST_FIXTURE_TEST_CASE(serve_last_keeps_waiting_for_the_next_request, fixture) 
 }
 
 BOOST_FIXTURE_TEST_CASE(a_wait_that_starts_during_a_close_drain_ends_at_once, fixture) {
-  worker.begin_drain(prefork::worker_context::idle_policy::close);
+  prefork::detail::worker_drain::begin(worker, prefork::worker_context::idle_policy::close);
   run_until_done();
   BOOST_TEST((*result == wait_result::drained));
 }
@@ -107,7 +110,8 @@ BOOST_FIXTURE_TEST_CASE(a_wait_that_starts_during_a_close_drain_ends_at_once, fi
 BOOST_FIXTURE_TEST_CASE(a_connection_idle_only_after_a_hand_back_drain_goes_back_too, fixture) {
   // The drain began while this connection was busy (its wait had not started yet).
   int handed = -1;
-  worker.begin_drain(prefork::worker_context::idle_policy::hand_back, [&](int fd, std::uint32_t) { handed = fd; });
+  prefork::detail::worker_drain::begin(worker, prefork::worker_context::idle_policy::hand_back,
+                                       [&](int fd, std::uint32_t) { handed = fd; });
   run_until_done();
   BOOST_TEST((*result == wait_result::drained));
   BOOST_REQUIRE(handed >= 0);

@@ -1,5 +1,6 @@
 // What a handler knows about the worker that runs it: identity, configuration, the
-// executor, whether it is draining, and where it reports served requests.
+// executor, whether it is draining, and where it reports served requests. Draining is
+// the runtime's business (detail/worker_drain.hpp), not a handler's.
 #pragma once
 
 #include "prefork/config.hpp"
@@ -15,6 +16,9 @@
 namespace prefork {
 
 class connection;
+namespace detail {
+struct worker_drain;
+}
 
 /// Owned by the worker's runtime; outlives every connection it serves.
 class worker_context {
@@ -33,13 +37,23 @@ class worker_context {
   /// flight, answer it with `Connection: close`, and end.
   bool draining() const noexcept { return draining_; }
 
-  /// What a drain does with connections idle between requests.
+  /// What a drain does with connections idle between requests (the worker's runtime starts
+  /// the drain: detail/worker_drain.hpp).
   enum class idle_policy {
     close,       // end them (the master is stopping)
     hand_back,   // give their descriptors back to the master, for another worker (reload)
     serve_last,  // leave them: the next request on each is answered with `Connection: close`
                  // (an upgrade: the old master cannot hand them to its successor)
   };
+  idle_policy drain_policy() const noexcept { return drain_policy_; }
+
+  /// A handler calls this once per request it answered (HTTP response, echo session...).
+  void count_request() noexcept { ++requests_; }
+  std::uint64_t requests() const noexcept { return requests_; }
+
+ private:
+  friend class connection;
+  friend struct detail::worker_drain;
 
   /// Takes an idle connection's descriptor (and the index of its listener) off a
   /// draining worker, to serve it elsewhere. Owns the descriptor from the call on.
@@ -52,19 +66,12 @@ class worker_context {
   /// the client never sees its keep-alive connection cut. With `serve_last`, idle
   /// connections keep waiting; their next request is the last.
   void begin_drain(idle_policy policy = idle_policy::close, const handback_fn& handback = {});
-  idle_policy drain_policy() const noexcept { return drain_policy_; }
 
   /// Under the hand_back policy, gives a connection that became idle after the drain
   /// began to the handback function; returns false when it is not handed back (another
   /// policy, no function, or the socket could not be released).
   bool hand_back(socket_type& socket, std::uint32_t listener_index);
 
-  /// A handler calls this once per request it answered (HTTP response, echo session...).
-  void count_request() noexcept { ++requests_; }
-  std::uint64_t requests() const noexcept { return requests_; }
-
- private:
-  friend class connection;
   using idle_hook = boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
   boost::asio::any_io_executor executor_;
@@ -77,7 +84,6 @@ class worker_context {
   handback_fn handback_;
   std::uint64_t requests_ = 0;
 
- public:
   // Connections currently idle in wait_for_request (intrusive: no allocation).
   struct idle_entry {
     idle_hook hook;
@@ -86,8 +92,6 @@ class worker_context {
   using idle_list =
       boost::intrusive::list<idle_entry, boost::intrusive::member_hook<idle_entry, idle_hook, &idle_entry::hook>,
                              boost::intrusive::constant_time_size<false>>;
-
- private:
   idle_list idle_;
 };
 

@@ -3,6 +3,7 @@
 #include "prefork/connection.hpp"
 #include "prefork/detail/channel.hpp"
 #include "prefork/detail/signal_reader.hpp"
+#include "prefork/detail/worker_drain.hpp"
 #include "prefork/detail/worker_message.hpp"
 #include "prefork/log.hpp"
 #include "prefork/worker_context.hpp"
@@ -224,7 +225,7 @@ class worker_runtime {
     log_info("worker draining", {{"open", open_connections()}});
     // Idle keep-alive connections go back to the master, which gives them to another
     // worker: their clients never see a reset (SPEC 2, reload).
-    context_.begin_drain(policy, [this](int fd, std::uint32_t listener_index) {
+    worker_drain::begin(context_, policy, [this](int fd, std::uint32_t listener_index) {
       handbacks_.push_back({fd, listener_index});
     });
     worker_message draining;
