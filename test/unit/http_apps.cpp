@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -245,6 +246,19 @@ http::router test_routes() {
   r.add(http::verb::get, "/get-only", [](const http::request&) { return http::text(200, "get\n"); });
   r.add(http::verb::delete_, "/get-only", [](const http::request&) { return http::text(200, "deleted\n"); });
   r.get("/empty", [](const http::request&) { return http::response(204, "ignored"); });
+  // Three pieces (one empty, which is skipped), 5 ms apart; ?fail=1 throws after the first.
+  r.get("/stream", [](const http::request& q) {
+    const bool fail = q.query_parameter("fail").has_value();
+    auto pieces = std::make_shared<std::vector<std::string>>(std::vector<std::string>{"one,", "", "two,", "three"});
+    return http::response(200).set_body_stream(
+        [pieces, fail, next = std::size_t{0}]() mutable -> boost::asio::awaitable<std::optional<std::string>> {
+          asio::steady_timer timer(co_await asio::this_coro::executor, 5ms);
+          co_await timer.async_wait(asio::use_awaitable);
+          if (fail && next == 1) throw std::runtime_error("stream failed");
+          if (next == pieces->size()) co_return std::nullopt;
+          co_return (*pieces)[next++];
+        });
+  });
   // A status Beast knows no reason phrase for.
   const auto teapot = [](const http::request&) { return http::text(418, "teapot\n"); };
   r.get("/", teapot);
@@ -924,6 +938,49 @@ BOOST_AUTO_TEST_CASE(no_content_has_neither_body_nor_length) {
   BOOST_TEST(status_line(t.responses[0]) == "HTTP/1.1 204 No Content");
   BOOST_TEST(t.responses[0].find("Content-Length") == std::string::npos);
   BOOST_TEST(body_of(t.responses[1]) == "teapot\n");
+}
+
+BOOST_AUTO_TEST_CASE(streamed_body_is_chunked_and_the_connection_goes_on) {
+  harness h;
+  h.start(&serve_test);
+  const transcript t = h.run({{"GET /stream HTTP/1.1\r\n\r\n"}, {"GET /other HTTP/1.1\r\n\r\n"}}, ending::close_client);
+  BOOST_REQUIRE_EQUAL(t.responses.size(), 2u);
+  BOOST_TEST(has_line(t.responses[0], "Transfer-Encoding: chunked"));
+  BOOST_TEST(t.responses[0].find("Content-Length") == std::string::npos);
+  BOOST_TEST(dechunked_body_of(t.responses[0]) == "one,two,three");
+  BOOST_TEST(body_of(t.responses[1]) == "teapot\n");
+  BOOST_TEST(h.worker->requests() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(streamed_body_to_http_1_0_ends_with_the_connection) {
+  harness h;
+  h.start(&serve_test);
+  const transcript t = h.run({{"GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 0}}, ending::expect_close);
+  BOOST_TEST(has_line(t.trailing, "Connection: close"));
+  BOOST_TEST(t.trailing.find("Transfer-Encoding") == std::string::npos);
+  BOOST_TEST(body_of(t.trailing) == "one,two,three");
+}
+
+BOOST_AUTO_TEST_CASE(head_of_a_streamed_body_does_not_run_the_stream) {
+  harness h;
+  h.start(&serve_test);
+  step head{"HEAD /stream HTTP/1.1\r\n\r\n"};
+  head.head = true;
+  const transcript t = h.run({head, {"GET /other HTTP/1.1\r\n\r\n"}}, ending::close_client);
+  BOOST_REQUIRE_EQUAL(t.responses.size(), 2u);
+  BOOST_TEST(has_line(t.responses[0], "Transfer-Encoding: chunked"));
+  BOOST_TEST(body_of(t.responses[1]) == "teapot\n");
+}
+
+BOOST_AUTO_TEST_CASE(stream_that_throws_leaves_the_body_incomplete_and_closes) {
+  harness h;
+  h.start(&serve_test);
+  const transcript t = h.run({{"GET /stream?fail=1 HTTP/1.1\r\n\r\n", 0}}, ending::expect_close);
+  BOOST_TEST(t.server_closed);
+  BOOST_TEST(has_line(t.trailing, "Transfer-Encoding: chunked"));
+  BOOST_TEST(dechunked_body_of(t.trailing) == "one,");
+  BOOST_TEST(t.trailing.find("\r\n0\r\n\r\n") == std::string::npos, "no final chunk");
+  BOOST_TEST(!h.server_error);
 }
 
 BOOST_AUTO_TEST_CASE(hello_app_is_named_hello) {

@@ -15,6 +15,18 @@ std::size_t complete_response_length(std::string_view data, bool head) {
   std::string header(data.substr(0, head_end + 2));
   std::transform(header.begin(), header.end(), header.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (!head && header.find("\r\ntransfer-encoding: chunked\r\n") != std::string::npos) {
+    // Chunks up to the last (size 0), then the empty line (no trailers are sent).
+    std::size_t at = head_end + 4;
+    for (;;) {
+      const std::size_t line_end = data.find("\r\n", at);
+      if (line_end == std::string_view::npos) return 0;
+      const std::size_t size = std::stoul(std::string(data.substr(at, line_end - at)), nullptr, 16);
+      at = line_end + 2 + size + 2;
+      if (data.size() < at) return 0;
+      if (size == 0) return at;
+    }
+  }
   std::size_t body = 0;
   const std::size_t at = header.find("\r\ncontent-length: ");
   if (at != std::string::npos && !head) body = std::stoul(header.substr(at + 18));
@@ -32,6 +44,21 @@ std::string status_line(const std::string& response) { return response.substr(0,
 std::string body_of(const std::string& response) {
   const std::size_t end = response.find("\r\n\r\n");
   return end == std::string::npos ? std::string() : response.substr(end + 4);
+}
+
+std::string dechunked_body_of(const std::string& response) {
+  std::string body;
+  std::size_t at = response.find("\r\n\r\n");
+  if (at == std::string::npos) return body;
+  at += 4;
+  for (;;) {
+    const std::size_t line_end = response.find("\r\n", at);
+    if (line_end == std::string::npos) return body;
+    const std::size_t size = std::stoul(response.substr(at, line_end - at), nullptr, 16);
+    if (size == 0) return body;
+    body += response.substr(line_end + 2, size);
+    at = line_end + 2 + size + 2;
+  }
 }
 
 }  // namespace prefork::unit_support

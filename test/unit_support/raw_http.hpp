@@ -23,4 +23,8 @@ std::string status_line(const std::string& response);
 /// Everything after the header; empty when the header is incomplete.
 std::string body_of(const std::string& response);
 
+/// The body of a response sent with `Transfer-Encoding: chunked`, decoded (as far as it
+/// goes: a response cut short gives the chunks that came).
+std::string dechunked_body_of(const std::string& response);
+
 }  // namespace prefork::unit_support

@@ -102,6 +102,12 @@ response& response::set_header(std::string_view name, std::string_view value) {
   return *this;
 }
 
+response& response::set_body_stream(body_stream next) {
+  if (!next) throw std::invalid_argument("set_body_stream: an empty function");
+  stream_ = std::move(next);
+  return *this;
+}
+
 response& response::close_connection() noexcept {
   close_ = true;
   return *this;

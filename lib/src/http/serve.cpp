@@ -116,6 +116,9 @@ thread_local date_line_cache date_cache;
 
 enum class connection_header { none, keep_alive, close };
 
+/// How the body's end is shown: its length, the last chunk, or the connection's end.
+enum class framing { content_length, chunked, until_close };
+
 void append_status_line(std::string& out, unsigned status) {
   switch (status) {
     case 200: out += "HTTP/1.1 200 OK\r\n"; return;
@@ -144,7 +147,8 @@ void append_status_line(std::string& out, unsigned status) {
 /// and no Content-Length.
 bool without_content(unsigned status) noexcept { return status == 204 || status == 304; }
 
-void append_head(std::string& out, const response& answer, connection_header connection) {
+void append_head(std::string& out, const response& answer, connection_header connection,
+                 framing frame = framing::content_length) {
   append_status_line(out, answer.status());
   out += "Server: prefork\r\n";
   out += date_cache.line();
@@ -154,7 +158,9 @@ void append_head(std::string& out, const response& answer, connection_header con
     out += content_type;
     out += "\r\n";
   }
-  if (!without_content(answer.status())) {
+  if (frame == framing::chunked && !without_content(answer.status())) {
+    out += "Transfer-Encoding: chunked\r\n";
+  } else if (frame == framing::content_length && !without_content(answer.status())) {
     std::array<char, 24> digits{};
     const auto [end, ignored] = std::to_chars(digits.data(), digits.data() + digits.size(), answer.body().size());
     out += "Content-Length: ";
@@ -504,13 +510,60 @@ response answer_for_exception(const http_session& s) {
   return response(500, "Internal Server Error\n");
 }
 
+/// flush() under the write deadline.
+asio::awaitable<error_code> timed_flush(http_session& s, std::string_view body = {}) {
+  begin_deadline(s, s.limits.request_timeout);
+  const error_code ec = co_await flush(s, body);
+  end_deadline(s);
+  co_return ec;
+}
+
 /// Writes what is queued (earlier pipelined answers) before a handler that may wait.
 asio::awaitable<error_code> flush_before_waiting(http_session& s) {
   if (s.out.empty()) co_return error_code{};
-  begin_deadline(s, s.limits.request_timeout);
-  const error_code ec = co_await flush(s);
-  end_deadline(s);
-  co_return ec;
+  co_return co_await timed_flush(s);
+}
+
+/// Writes the queued head, then each piece of s.answer's body stream as it comes (as a
+/// chunk when `chunked`). False when the connection must end at once: a write failed, or
+/// the stream threw (logged; the body stays incomplete, so the client cannot take it for
+/// a whole one).
+asio::awaitable<bool> stream_body(http_session& s, bool chunked) {
+  if (co_await timed_flush(s)) co_return false;
+  const body_stream& next = s.answer.stream();
+  bool first = true;
+  for (;;) {
+    std::optional<std::string> piece;
+    std::string failure;
+    try {
+      piece = co_await next();
+    } catch (const std::exception& e) {
+      failure = e.what();
+    } catch (...) {
+      failure = "an exception that is not a std::exception";
+    }
+    if (!failure.empty()) {
+      log_error("HTTP body stream failed", {{"target", s.current->target()}, {"error", failure}});
+      co_return false;
+    }
+    if (!piece) break;
+    if (piece->empty()) continue;  // an empty chunk would say the body ended
+    if (chunked) {
+      if (!first) s.out += "\r\n";  // ends the previous chunk's data
+      std::array<char, 24> digits{};
+      const auto [end, ignored] = std::to_chars(digits.data(), digits.data() + digits.size(), piece->size(), 16);
+      s.out.append(digits.data(), end);
+      s.out += "\r\n";
+    }
+    first = false;
+    if (co_await timed_flush(s, *piece)) co_return false;
+  }
+  if (chunked) {
+    if (!first) s.out += "\r\n";
+    s.out += "0\r\n\r\n";
+    if (co_await timed_flush(s)) co_return false;
+  }
+  co_return true;
 }
 
 }  // namespace
@@ -565,25 +618,33 @@ asio::awaitable<void> serve(connection conn, std::shared_ptr<const router> route
 
     // A client that asked to close sends nothing more (RFC 9112 9.6): nothing to linger for.
     const bool client_closes = !s.parser->get().keep_alive();
-    const bool keep_alive = !client_closes && !s.answer.closes_connection() && !s.conn.draining();
+    const framing frame = !s.answer.streams()       ? framing::content_length
+                          : current.version() >= 11 ? framing::chunked
+                                                    : framing::until_close;
+    const bool keep_alive =
+        !client_closes && !s.answer.closes_connection() && !s.conn.draining() && frame != framing::until_close;
     const connection_header header = !keep_alive              ? connection_header::close
                                      : current.version() < 11 ? connection_header::keep_alive
                                                               : connection_header::none;
-    append_head(s.out, s.answer, header);
+    append_head(s.out, s.answer, header, frame);
     ++s.out_responses;
-    std::string_view body = current.method() == verb::head || without_content(s.answer.status())
-                                ? std::string_view{}
-                                : std::string_view(s.answer.body());
+    const bool sends_body = current.method() != verb::head && !without_content(s.answer.status());
+    std::string_view body;
+    if (sends_body && frame != framing::content_length) {
+      if (!co_await stream_body(s, frame == framing::chunked)) {
+        co_await close_connection(s, linger::never);
+        co_return;
+      }
+    } else if (sends_body) {
+      body = s.answer.body();
+    }
     if (body.size() <= inline_body_limit) {
       s.out += body;
       body = {};
     }
     // Batch answers while more pipelined requests are already buffered.
     if (!keep_alive || s.buffer.size() == 0 || s.out.size() >= flush_threshold || !body.empty()) {
-      begin_deadline(s, s.limits.request_timeout);
-      const error_code ec = co_await flush(s, body);
-      end_deadline(s);
-      if (ec) {
+      if (co_await timed_flush(s, body)) {
         co_await close_connection(s, linger::never);
         co_return;
       }

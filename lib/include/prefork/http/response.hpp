@@ -2,6 +2,10 @@
 // ends after it. The connection loop adds Server, Date, Content-Length and Connection.
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
+
+#include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -13,6 +17,11 @@ inline constexpr std::string_view text_plain = "text/plain; charset=utf-8";
 inline constexpr std::string_view application_json = "application/json";
 inline constexpr std::string_view application_octet_stream = "application/octet-stream";
 inline constexpr std::string_view text_html = "text/html; charset=utf-8";
+
+/// A body produced piece by piece: each call returns the next piece, or nullopt after
+/// the last. A coroutine: it may wait (a timer, another socket) between pieces while the
+/// worker serves other connections.
+using body_stream = std::function<boost::asio::awaitable<std::optional<std::string>>()>;
 
 class response {
  public:
@@ -41,6 +50,17 @@ class response {
   /// The fields added with set_header, as written: "Name: value\r\n" each.
   std::string_view header_lines() const noexcept { return header_lines_; }
 
+  /// Streams the body instead of body(): sent with `Transfer-Encoding: chunked` to an
+  /// HTTP/1.1 client (the connection then goes on), or delimited by closing the connection
+  /// to an HTTP/1.0 one. Each piece is written before the next is asked for, each write
+  /// bounded by http.request_timeout; the time between pieces is the stream's own. If the
+  /// stream throws, the error is logged and the connection is closed without the final
+  /// chunk, so the client sees an incomplete body rather than a complete wrong one.
+  /// A HEAD request or a 204/304 status never calls it.
+  response& set_body_stream(body_stream next);
+  const body_stream& stream() const noexcept { return stream_; }
+  bool streams() const noexcept { return static_cast<bool>(stream_); }
+
   /// Ends the connection after this response (`Connection: close`).
   response& close_connection() noexcept;
   bool closes_connection() const noexcept { return close_; }
@@ -54,6 +74,7 @@ class response {
   std::string body_;
   std::string custom_type_;   // when type_ is custom
   std::string header_lines_;  // "Name: value\r\n"...
+  body_stream stream_;
 };
 
 /// A text/plain response.
