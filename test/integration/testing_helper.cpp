@@ -4,6 +4,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/http/error.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/test/unit_test.hpp>
 
@@ -60,6 +61,27 @@ std::string read_to_eof(prefork::socket_type& socket) {
   }
   BOOST_TEST((ec == boost::asio::error::eof), "reading until the peer closes: " << ec.message() << "; got: " << reply);
   return reply;
+}
+
+// Waits (bounded) until every worker is of `generation` and none of `old` is left.
+void wait_for_generation(server& s, std::uint64_t generation, const std::set<pid_t>& old) {
+  auto done = [&] {
+    auto workers = s.workers();
+    return !workers.empty() && std::all_of(workers.begin(), workers.end(), [&](const json::value& worker) {
+      return worker.at("generation").to_number<std::uint64_t>() == generation &&
+             !old.contains(static_cast<pid_t>(worker.at("pid").to_number<long long>()));
+    });
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!done() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  BOOST_REQUIRE_MESSAGE(done(), "generation " << generation << " did not replace the old workers\n" << s.log_tail());
+}
+
+// Whether `ec` says the peer had closed the connection (what a request on a connection
+// whose worker died gets), rather than a timeout or a refusal.
+bool closed_by_server(const boost::system::error_code& ec) {
+  return ec == boost::beast::http::error::end_of_stream || ec == boost::asio::error::eof ||
+         ec == boost::asio::error::connection_reset || ec == boost::asio::error::broken_pipe;
 }
 
 // A shell script standing in for a server program, in a directory removed at scope exit.
@@ -291,6 +313,87 @@ BOOST_AUTO_TEST_CASE(errors_are_reported) {
   BOOST_REQUIRE(!slow.has_value());
   BOOST_TEST((slow.error() == boost::asio::error::timed_out), slow.error().message());
   BOOST_TEST(impatient.get("/healthz").status == 200u);
+}
+
+// The README's example of HTTP requests ("Use prefork in your integration tests").
+BOOST_AUTO_TEST_CASE(requests_with_headers_bodies_and_json) {
+  prefork::testing::server s(testbed_options());
+
+  auto echoed = s.post("/echo", "hello", "text/plain");  // testbed's POST /echo returns the body
+  BOOST_TEST(echoed.body == "hello");
+  auto sum = s.post_json("/echo", {{"a", 1}, {"b", 2}}).json();  // Content-Type: application/json
+  BOOST_TEST(sum.at("b").to_number<int>() == 2);
+  BOOST_TEST(s.get("/whoami").json().at("pid").is_int64());
+
+  // Any method, any headers: the server asks for the body with a 100 only when the
+  // request said `Expect: 100-continue`.
+  auto continued = s.request({.method = "POST",
+                              .target = "/echo",
+                              .headers = {{"Expect", "100-continue"}, {"X-Trace", "t-1"}},
+                              .body = "after the 100"});
+  BOOST_TEST(continued.body == "after the 100");
+  BOOST_TEST((continued.interim == std::vector<unsigned>{100}));
+  BOOST_TEST(s.post("/echo", "no expectation").interim.empty());
+  BOOST_TEST(s.http().request("DELETE", "/echo").header("Allow").value_or("") == "POST");
+
+  // Every request so far went over one kept-alive connection...
+  BOOST_TEST(s.http().connections() == 1u);
+  BOOST_TEST(s.get("/healthz").reused);
+  // ...until the client asks to close it: the server agrees, the session reconnects.
+  BOOST_TEST(s.get("/healthz", {{"Connection", "close"}}).header("Connection").value_or("") == "close");
+  auto fresh = s.get("/healthz");
+  BOOST_TEST(!fresh.reused);
+  BOOST_TEST(s.http().connections() == 2u);
+
+  // A header that would split the request is refused before anything is sent.
+  BOOST_CHECK_THROW(s.get("/", {{"X-Bad", "a\r\nInjected: 1"}}), std::invalid_argument);
+  // A body that is not JSON says so, with the status and the body.
+  BOOST_CHECK_EXCEPTION(s.get("/healthz").json(), std::runtime_error, [](const std::runtime_error& e) {
+    const std::string message = e.what();
+    return message.starts_with("response 200 is not JSON") && message.ends_with("body \"ok\\n\"");
+  });
+  BOOST_TEST(s.http().connections() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_kept_connection_moves_to_the_new_workers_on_sighup) {
+  server s(testbed_options());
+  auto& http = s.http();
+  auto before = s.get("/whoami").json();
+  const auto generation = before.at("generation").to_number<std::uint64_t>();
+  const auto old_workers = worker_pids(s);
+
+  s.signal(SIGHUP);  // the idle connection is handed back and passed to a new worker
+  wait_for_generation(s, generation + 1, old_workers);
+
+  auto after = s.get("/whoami");
+  BOOST_TEST(after.reused, "the connection did not survive the reload");
+  BOOST_TEST(http.connections() == 1u);
+  auto whoami = after.json();
+  BOOST_TEST(whoami.at("generation").to_number<std::uint64_t>() == generation + 1);
+  BOOST_TEST(whoami.at("pid") != before.at("pid"));
+  BOOST_TEST(s.stats().at("migrated").to_number<int>() >= 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_post_on_a_connection_the_server_closed_is_reported_not_sent_again) {
+  server s(testbed_options());
+  auto& http = s.http();
+  // The worker that holds the session's connection dies, and the connection with it.
+  auto whoami = s.get("/whoami").json();
+  s.kill_worker(whoami.at("worker").to_number<int>(), SIGKILL);
+  auto posted = http.try_request({.method = "POST", .target = "/echo", .body = "at most once"});
+  BOOST_REQUIRE(!posted.has_value());
+  BOOST_TEST(closed_by_server(posted.error()), posted.error().message());
+  BOOST_TEST(http.connections() == 1u, "the POST was sent again");
+
+  // A GET in the same place is sent again on a new connection, and the count shows it.
+  whoami = s.get("/whoami").json();
+  BOOST_TEST(http.connections() == 2u);
+  s.kill_worker(whoami.at("worker").to_number<int>(), SIGKILL);
+  auto again = http.get("/whoami");
+  BOOST_TEST(again.status == 200u);
+  BOOST_TEST(!again.reused);
+  BOOST_TEST(http.connections() == 3u);
+  BOOST_TEST(again.json().at("pid") != whoami.at("pid"));
 }
 
 BOOST_AUTO_TEST_CASE(a_user_program_runs_under_the_helper) {

@@ -465,7 +465,18 @@ json::object server::status() { return control({{"cmd", "status"}}).as_object();
 json::array server::workers() { return control({{"cmd", "workers"}}).as_array(); }
 json::object server::stats() { return control({{"cmd", "stats"}}).as_object(); }
 
-http_response server::get(std::string_view target) { return http().get(target); }
+http_response server::get(std::string_view target, const http_headers& headers) { return http().get(target, headers); }
+
+http_response server::post(std::string_view target, std::string_view body, std::string_view content_type,
+                           const http_headers& headers) {
+  return http().post(target, body, content_type, headers);
+}
+
+http_response server::post_json(std::string_view target, const json::value& body, const http_headers& headers) {
+  return http().post_json(target, body, headers);
+}
+
+http_response server::request(const http_request& request) { return http().request(request); }
 
 http_session& server::http() {
   if (!impl_->session) impl_->session.emplace(session());

@@ -194,11 +194,23 @@ class server {
 
   // --- HTTP and raw sockets ------------------------------------------------------------
 
-  /// GET `target` on the first listener over the server's own keep-alive session.
-  /// Throws std::runtime_error on a transport failure (any status is a response).
-  http_response get(std::string_view target);
-  /// The server's own session (first listener), for other methods and failure tests.
-  /// The reference lives as long as the server; stop() closes its connection.
+  /// GET `target` on the first listener over the server's own keep-alive session, http():
+  /// http().get(target, headers). Throws std::runtime_error on a transport failure (any
+  /// status is a response); std::invalid_argument on a malformed header.
+  http_response get(std::string_view target, const http_headers& headers = {});
+  /// POST on the server's own session: http().post(target, body, content_type, headers).
+  /// Throws as get.
+  http_response post(std::string_view target, std::string_view body, std::string_view content_type = "text/plain",
+                     const http_headers& headers = {});
+  /// POST `body` as JSON on the server's own session: http().post_json(target, body,
+  /// headers). Throws as get; read the answer with http_response::json().
+  http_response post_json(std::string_view target, const boost::json::value& body, const http_headers& headers = {});
+  /// Any request on the server's own session: http().request(request). Throws as get.
+  http_response request(const http_request& request);
+  /// The server's own session (first listener), which get, post, post_json and request
+  /// use: one kept-alive connection (its connections() shows reconnects), for try_request
+  /// and failure tests. The reference lives as long as the server; stop() and
+  /// disconnect() close its connection.
   http_session& http();
   /// A new session to the first listener (its address from the last `status`), e.g. one
   /// per client thread. Thread-safe. Throws std::runtime_error before the address is
