@@ -1,6 +1,7 @@
 #!/bin/sh
 # consumer.find_package: installs the prefork build into a fresh prefix, builds the project
-# in this directory against it with find_package(prefork), runs the program and its tests.
+# in this directory against it with find_package(prefork) (with the json-api example from
+# apps/examples), runs the programs and their tests.
 #   run.sh CMAKE PREFORK_BUILD_DIR CONSUMER_SOURCE_DIR WORK_DIR
 # WORK_DIR is wiped first; it is a fixed path so that ccache hits on reruns.
 set -eu
@@ -12,7 +13,7 @@ work=$(cd "$work" && pwd)
 "$cmake" --install "$build" --prefix "$work/prefix" > "$work/install.log"
 
 for file in cmake/prefork/preforkConfig.cmake cmake/prefork/preforkConfigVersion.cmake \
-            include/prefork/run.hpp include/prefork/detail/channel.hpp bin/preforkd bin/preforkctl; do
+            include/prefork/run.hpp include/prefork/http.hpp include/prefork/detail/channel.hpp bin/preforkd bin/preforkctl; do
   found=$(find "$work/prefix" -path "*/$file" | head -n 1)
   [ -n "$found" ] || { echo "not installed: $file" >&2; exit 1; }
 done
@@ -24,7 +25,8 @@ command -v ccache > /dev/null && launcher="-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"
 # No build type: no optimisation, no debug info, the fastest build of one TU. The compiler
 # and flags come from CXX, CXXFLAGS and LDFLAGS (set by the ctest test like prefork's own).
 # shellcheck disable=SC2086
-"$cmake" -S "$source" -B "$work/build" $generator $launcher -DCMAKE_PREFIX_PATH="$work/prefix"
+"$cmake" -S "$source" -B "$work/build" $generator $launcher -DCMAKE_PREFIX_PATH="$work/prefix" \
+  -DJSON_API_SOURCE="$source/../../apps/examples/json-api/main.cpp"
 "$cmake" --build "$work/build"
 
 output=$("$work/build/tiny" --check-config -b unix:tiny.sock -w 2)
