@@ -92,11 +92,28 @@ std::optional<long double> integer_value(const json::value& value) {
   return std::nullopt;
 }
 
+const json::object& empty_object() {
+  static const json::object empty;
+  return empty;
+}
+
+// The first problem found in a document: the whole key path and what is wrong with it.
+struct config_problem {
+  std::string key;       // "restart.min_uptime_ms"
+  std::string why;       // "expected an integer >= 0, got -1"; unused for an unknown key
+  bool unknown = false;  // an unknown key, not a bad value
+
+  config_error to_error() const {
+    if (unknown) return {"unknown key " + quote_json(key)};
+    return {quote_json(key) + ": " + why};
+  }
+};
+
 // Reads the keys of one JSON object into a config. The first error wins and later reads do
 // nothing; every key looked up is recorded so that the rest can be reported as unknown.
 class object_reader {
  public:
-  object_reader(const json::object& object, std::string prefix, std::optional<config_error>& error)
+  object_reader(const json::object& object, std::string prefix, std::optional<config_problem>& error)
       : object_(&object), prefix_(std::move(prefix)), error_(&error) {}
 
   bool failed() const { return error_->has_value(); }
@@ -109,7 +126,7 @@ class object_reader {
 
   void fail(std::string_view key, std::string_view why) {
     if (failed()) return;
-    *error_ = config_error{quote_json(prefix_ + std::string(key)) + ": " + std::string(why)};
+    *error_ = config_problem{prefix_ + std::string(key), std::string(why)};
   }
   void expected(std::string_view key, std::string_view what, const json::value& got) {
     fail(key, "expected " + std::string(what) + ", got " + describe(got));
@@ -117,11 +134,10 @@ class object_reader {
 
   // A nested object such as "restart"; absent reads as empty.
   object_reader object(std::string_view key) {
-    static const json::object empty;
     const auto* value = find(key);
     if (value != nullptr && !value->is_object()) expected(key, "an object", *value);
     const bool usable = value != nullptr && value->is_object();
-    return {usable ? value->get_object() : empty, prefix_ + std::string(key) + ".", *error_};
+    return {usable ? value->get_object() : empty_object(), prefix_ + std::string(key) + ".", *error_};
   }
 
   template <class Int>
@@ -218,7 +234,7 @@ class object_reader {
     for (const auto& entry : *object_) {
       if (failed()) return;
       if (std::find(known_.begin(), known_.end(), entry.key()) == known_.end()) {
-        *error_ = config_error{"unknown key " + quote_json(prefix_ + std::string(entry.key()))};
+        *error_ = config_problem{prefix_ + std::string(entry.key()), {}, true};
       }
     }
   }
@@ -226,7 +242,7 @@ class object_reader {
  private:
   const json::object* object_;
   std::string prefix_;  // "restart." inside "restart"
-  std::optional<config_error>* error_;
+  std::optional<config_problem>* error_;
   std::vector<std::string_view> known_;
 };
 
@@ -353,6 +369,21 @@ void read_metrics(object_reader& reader, std::optional<bind_address>& out) {
   out = std::move(address);
 }
 
+// `app` names one of the program's apps (any name when it registered none).
+void read_app(object_reader& reader, const std::vector<std::string>& apps, std::string& out) {
+  const auto* value = reader.find("app");
+  if (value == nullptr) return;
+  std::string name;
+  reader.text("app", name);
+  if (reader.failed()) return;
+  if (!apps.empty() && std::find(apps.begin(), apps.end(), name) == apps.end()) {
+    std::string available;
+    for (const auto& app : apps) available += (available.empty() ? "" : ", ") + app;
+    return reader.fail("app", "unknown app " + quote_json(name) + " (this program serves: " + available + ")");
+  }
+  out = std::move(name);
+}
+
 config_error invalid_json(std::string_view text, std::size_t offset, const boost::system::error_code& ec) {
   offset = std::min(offset, text.size());
   const auto before = text.substr(0, offset);
@@ -384,6 +415,10 @@ config default_config() {
 }
 
 boost::system::result<config, config_error> parse_config(std::string_view json_text) {
+  return parse_config(json_text, config_rules{});
+}
+
+boost::system::result<config, config_error> parse_config(std::string_view json_text, const config_rules& rules) {
   json::stream_parser parser;
   boost::system::error_code ec;
   const auto consumed = parser.write(json_text.data(), json_text.size(), ec);
@@ -395,8 +430,8 @@ boost::system::result<config, config_error> parse_config(std::string_view json_t
     return config_error{"expected a JSON object at the top level, got " + describe(document)};
   }
 
-  config cfg = default_config();
-  std::optional<config_error> error;
+  config cfg = rules.defaults;
+  std::optional<config_problem> error;
   object_reader reader(document.get_object(), "", error);
   read_bind(reader, cfg.bind);
   read_workers(reader, cfg);
@@ -413,16 +448,21 @@ boost::system::result<config, config_error> parse_config(std::string_view json_t
   read_socket_mode(reader, cfg);
   reader.optional_text("pid_file", cfg.pid_file);
   read_log(reader, cfg.log);
-  reader.text("app", cfg.app);
+  read_app(reader, rules.apps, cfg.app);
   read_exec(reader, cfg.exec);
   read_http(reader, cfg.http);
   read_metrics(reader, cfg.metrics);
   reader.reject_unknown_keys();
-  if (error) return *std::move(error);
+  if (error) return error->to_error();
   return cfg;
 }
 
 boost::system::result<config, config_error> load_config_file(const std::filesystem::path& file) {
+  return load_config_file(file, config_rules{});
+}
+
+boost::system::result<config, config_error> load_config_file(const std::filesystem::path& file,
+                                                             const config_rules& rules) {
   const auto cannot_read = [&file] {
     return config_error{"cannot read config file " + quote_json(file.string()) + ": " + std::strerror(errno)};
   };
@@ -434,7 +474,7 @@ boost::system::result<config, config_error> load_config_file(const std::filesyst
     text.append(buffer.data(), count);
   }
   if (std::ferror(stream.get())) return cannot_read();  // EISDIR for a directory, EIO, ...
-  auto parsed = parse_config(text);
+  auto parsed = parse_config(text, rules);
   if (!parsed) return config_error{quote_json(file.string()) + ": " + parsed.error().message};
   return parsed;
 }
@@ -446,7 +486,7 @@ json::value to_json(const config& cfg) {
     if (value) return json::string(*value);
     return nullptr;
   };
-  return json::object{
+  json::object printed{
       {"bind", std::move(bind)},
       {"workers", cfg.workers},
       {"worker_connections", cfg.worker_connections},
@@ -476,6 +516,7 @@ json::value to_json(const config& cfg) {
         {"request_timeout", seconds_json(cfg.http.request_timeout)}}},
       {"metrics", cfg.metrics ? json::value(to_string(*cfg.metrics)) : json::value(nullptr)},
   };
+  return printed;
 }
 
 }  // namespace prefork

@@ -16,6 +16,7 @@
 #include <climits>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <unistd.h>
@@ -29,6 +30,49 @@ namespace {
 int fail(std::string_view program, const std::string& message, int status) {
   std::cerr << program << ": " << message << "\n";
   return status;
+}
+
+/// The program's name: run_options' name, else argv[0] without its directory.
+std::string program_name(int argc, const char* const* argv, const run_options& options) {
+  if (!options.name.empty()) return options.name;
+  std::string_view name = argc > 0 && argv[0] != nullptr && *argv[0] != '\0' ? argv[0] : "preforkd";
+  if (auto slash = name.rfind('/'); slash != std::string_view::npos) name.remove_prefix(slash + 1);
+  return std::string(name);
+}
+
+/// The rules the program adds to the file's: its apps (the first is the default app) and
+/// its own defaults, checked like a file.
+boost::system::result<config_rules, config_error> program_rules(const std::vector<app>& apps,
+                                                                const run_options& options) {
+  config_rules rules;
+  for (const auto& a : apps) rules.apps.push_back(a.name);
+  rules.defaults.app = apps.front().name;
+  if (!options.defaults.empty()) {
+    auto defaults = parse_config(boost::json::serialize(options.defaults), rules);
+    if (!defaults) return config_error{"program defaults: " + defaults.error().message};
+    rules.defaults = std::move(*defaults);
+  }
+  return rules;
+}
+
+/// --help's details: the description, the apps (the default first), the defaults.
+help_details help_for(const run_options& options, const config_rules& rules) {
+  help_details details;
+  details.description = options.description;
+  details.apps.push_back(rules.defaults.app);
+  for (const auto& name : rules.apps)
+    if (name != rules.defaults.app) details.apps.push_back(name);
+  details.defaults = rules.defaults;
+  return details;
+}
+
+/// What to do when a Unix socket's directory is missing (the error already names it), to
+/// append to the error; "" when the directory exists.
+std::string missing_directory_hint(const std::string& path, std::string_view alternatives) {
+  std::error_code ec;
+  const auto directory = std::filesystem::absolute(path, ec).parent_path();
+  if (ec || std::filesystem::is_directory(directory, ec)) return {};
+  return " (create it first, or " + std::string(alternatives) + ")";
 }
 
 const app* find_app(const std::vector<app>& apps, const std::string& name) {
@@ -78,27 +122,25 @@ void close_all(std::vector<detail::listener>& listeners) {
 int run(int argc, const char* const* argv, std::vector<app> apps) { return run(argc, argv, std::move(apps), {}); }
 
 int run(int argc, const char* const* argv, std::vector<app> apps, run_options options) {
-  std::string_view program = argc > 0 ? argv[0] : "preforkd";
-  if (auto slash = program.rfind('/'); slash != std::string_view::npos) program.remove_prefix(slash + 1);
+  const std::string program = program_name(argc, argv, options);
+  if (apps.empty()) return fail(program, "no app to serve: prefork::run was given none", 2);
 
   auto command = parse_command_line(argc, argv);
   if (!command) return fail(program, command.error().message + " (see --help)", 2);
+  const auto rules = program_rules(apps, options);
+  if (!rules) return fail(program, rules.error().message, 2);
   if (command->show_help) {
-    std::cout << usage_text(program);
+    std::cout << usage_text(program, help_for(options, *rules));
     return 0;
   }
   if (command->show_version) {
-    std::cout << program << " " << version() << "\n";
+    std::cout << program << (options.version.empty() ? "" : " " + options.version) << " (prefork " << version()
+              << ")\n";
     return 0;
   }
-  auto settings = effective_config(*command);
+  auto settings = effective_config(*command, *rules);
   if (!settings) return fail(program, settings.error().message, 2);
-  const app* application = find_app(apps, settings->app);
-  // A program that registers a single app serves it unless told otherwise.
-  if (application == nullptr && apps.size() == 1 && settings->app == default_config().app) {
-    application = &apps.front();
-    settings->app = application->name;
-  }
+  const app* application = find_app(apps, settings->app);  // the rules let only these names through
   if (application == nullptr)
     return fail(program, "\"app\": unknown app \"" + settings->app + "\" (available: " + app_names(apps) + ")", 2);
   if (command->check_config) {
@@ -143,7 +185,10 @@ int run(int argc, const char* const* argv, std::vector<app> apps, run_options op
     auto opened =
         detail::adopt_or_open(handover, to_string(where), where, settings->backlog, settings->socket_mode_bits);
     if (!opened) {
-      log_fatal("cannot listen", {{"bind", to_string(where)}, {"error", opened.error().message}});
+      std::string error = opened.error().message;
+      if (where.type == bind_address::kind::unix_path)
+        error += missing_directory_hint(where.path, "listen elsewhere with -b BIND or the config's \"bind\"");
+      log_fatal("cannot listen", {{"bind", to_string(where)}, {"error", error}});
       close_all(sockets.listeners);
       return exit_status_for(opened.error().code);
     }
@@ -156,7 +201,11 @@ int run(int argc, const char* const* argv, std::vector<app> apps, run_options op
     // harness polling status) must wait in it, not be refused.
     auto control = detail::adopt_or_open(handover, "control", control_address, settings->backlog, 0600);
     if (!control) {
-      log_fatal("cannot open the control socket", {{"path", settings->control}, {"error", control.error().message}});
+      const std::string error =
+          control.error().message + missing_directory_hint(settings->control,
+                                                           "choose another path with --control PATH or the config's "
+                                                           "\"control\"");
+      log_fatal("cannot open the control socket", {{"path", settings->control}, {"error", error}});
       close_all(sockets.listeners);
       return exit_status_for(control.error().code);
     }
@@ -183,8 +232,9 @@ int run(int argc, const char* const* argv, std::vector<app> apps, run_options op
 
   auto notifier = std::make_shared<detail::systemd_notifier>(detail::systemd_notifier::from_environment());
   detail::master_hooks hooks;
-  hooks.reread_config = [command = *command, activated_binds]() -> boost::system::result<config, config_error> {
-    auto next = effective_config(command);
+  hooks.reread_config = [command = *command, rules = *rules,
+                         activated_binds]() -> boost::system::result<config, config_error> {
+    auto next = effective_config(command, rules);
     if (next && !activated_binds.empty()) next->bind = activated_binds;
     return next;
   };

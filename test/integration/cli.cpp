@@ -1,7 +1,8 @@
 // preforkd's command line (SPEC section 2): --version, --help, --check-config with
-// command-line overrides, and exit status 2 with a message naming the key for every
-// usage or configuration error.
-#include "prefork/testing/process.hpp"
+// command-line overrides, --control, exit status 2 with a message naming the key for every
+// usage or configuration error, and 3 with what to do for a socket directory that is missing.
+#include "prefork/run.hpp"
+#include "prefork/testing.hpp"
 #include "support/programs.hpp"
 
 #include <boost/json/parse.hpp>
@@ -50,6 +51,16 @@ run_result run_with_config(const std::string& config_text, const std::vector<std
   return run_preforkd(args, dir.path());
 }
 
+// The text with every run of whitespace made one space: --help wraps its lines.
+std::string squeezed(std::string_view text) {
+  std::string out;
+  for (const char c : text) {
+    const bool space = c == ' ' || c == '\n';
+    if (!space || (!out.empty() && out.back() != ' ')) out += space ? ' ' : c;
+  }
+  return out;
+}
+
 bool exits_with(const run_result& result, int code) { return result.status && result.status->code == code; }
 
 }  // namespace
@@ -61,6 +72,8 @@ BOOST_AUTO_TEST_CASE(version_exits_0) {
   auto result = run_preforkd({"--version"}, dir.path());
   BOOST_TEST(exits_with(result, 0), result.describe());
   BOOST_TEST(result.out.find_first_of("0123456789") != std::string::npos, "no version number on stdout");
+  const std::string version(prefork::version());
+  BOOST_TEST(result.out == "preforkd " + version + " (prefork " + version + ")\n");
 }
 
 BOOST_AUTO_TEST_CASE(help_exits_0_and_lists_options) {
@@ -68,6 +81,63 @@ BOOST_AUTO_TEST_CASE(help_exits_0_and_lists_options) {
   auto result = run_preforkd({"--help"}, dir.path());
   BOOST_TEST(exits_with(result, 0), result.describe());
   BOOST_TEST(result.out.find("--check-config") != std::string::npos, result.describe());
+  BOOST_TEST(result.out.starts_with("Usage: preforkd "), result.describe());
+  for (const auto* expected : {"pre-forking connection supervisor", "--control PATH", "(default: run/preforkd.ctl)",
+                               "hello (the default), testbed, echo"}) {
+    BOOST_TEST(squeezed(result.out).find(expected) != std::string::npos,
+               expected << " is missing: " << result.describe());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(an_unknown_app_is_exit_2_naming_the_apps) {
+  temp_directory dir;
+  auto result = run_preforkd({"--check-config", "--app", "kv"}, dir.path());
+  BOOST_TEST(exits_with(result, 2), result.describe());
+  BOOST_TEST(result.err == "preforkd: \"--app\": unknown app \"kv\" (this program serves: hello, testbed, echo)\n");
+
+  auto from_file = run_with_config(R"({"app": "kv"})", {"-c", "preforkd.json"});
+  BOOST_TEST(exits_with(from_file, 2), from_file.describe());
+  BOOST_TEST(from_file.err ==
+             "preforkd: \"preforkd.json\": \"app\": unknown app \"kv\" (this program serves: hello, testbed, echo)\n");
+}
+
+BOOST_AUTO_TEST_CASE(control_option_overrides_the_files_control) {
+  auto checked = check_config(R"({"control": "file.ctl"})", {"--control", "option.ctl"});
+  BOOST_REQUIRE_MESSAGE(exits_with(checked.run, 0), checked.run.describe());
+  BOOST_TEST(checked.effective.at("control") == "option.ctl");
+  auto empty = run_with_config("{}", {"-c", "preforkd.json", "--control", ""});
+  BOOST_TEST(exits_with(empty, 2), empty.describe());
+  BOOST_TEST(empty.err == "preforkd: \"--control\": expected a non-empty string, got \"\"\n");
+
+  // A running master listens on the option's path, not the file's ("ctl.sock").
+  prefork::testing::server_options options;
+  options.arguments = {"--control", "option.ctl"};
+  options.wait = prefork::testing::start_wait::no_wait;
+  options.on_stop_failure = [](const std::string& message) { BOOST_ERROR(message); };
+  prefork::testing::server preforkd(options);
+  auto ready = run_preforkctl({"-s", "option.ctl", "wait-ready", "--timeout", "20"}, preforkd.directory());
+  BOOST_TEST(exits_with(ready, 0), ready.describe() << "\n" << preforkd.log_tail());
+  BOOST_TEST(!fs::exists(preforkd.directory() / "ctl.sock"));
+  BOOST_TEST(preforkd.stop().code == 0);
+  BOOST_TEST(!fs::exists(preforkd.directory() / "option.ctl"), "the control socket outlived the master");
+}
+
+BOOST_AUTO_TEST_CASE(a_missing_directory_for_the_control_socket_is_exit_3_saying_what_to_do) {
+  // The default control socket is run/preforkd.ctl: a directory without run/ cannot hold it.
+  temp_directory dir;
+  auto result = run_preforkd({"-b", "127.0.0.1:0"}, dir.path());
+  BOOST_TEST(exits_with(result, 3), result.describe());
+  for (const auto* expected : {"cannot open the control socket", "run/preforkd.ctl", "/run does not exist",
+                               "create it first, or choose another path with --control PATH"}) {
+    BOOST_TEST(result.err.find(expected) != std::string::npos, expected << " is missing: " << result.describe());
+  }
+
+  // The default listener is run/preforkd.sock: the same message, naming -b.
+  auto listener = run_preforkd({}, dir.path());
+  BOOST_TEST(exits_with(listener, 3), listener.describe());
+  for (const auto* expected : {"cannot listen", "run/preforkd.sock", "create it first, or listen elsewhere with -b"}) {
+    BOOST_TEST(listener.err.find(expected) != std::string::npos, expected << " is missing: " << listener.describe());
+  }
 }
 
 BOOST_AUTO_TEST_CASE(check_config_prints_effective_config) {

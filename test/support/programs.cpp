@@ -19,12 +19,20 @@ fs::path preforkd_path() {
   return fs::absolute(path);
 }
 
-fs::path preforkctl_path() {
-  fs::path path = preforkd_path().parent_path() / "preforkctl";
+namespace {
+
+fs::path beside_preforkd(const std::string& name) {
+  fs::path path = preforkd_path().parent_path() / name;
   if (::access(path.c_str(), X_OK) != 0)
-    throw std::runtime_error("preforkctl is not next to preforkd: " + path.string() + " is not executable");
+    throw std::runtime_error(name + " is not next to preforkd: " + path.string() + " is not executable");
   return path;
 }
+
+}  // namespace
+
+fs::path preforkctl_path() { return beside_preforkd("preforkctl"); }
+
+fs::path kv_server_path() { return beside_preforkd("kv-server"); }
 
 prefork::testing::run_result run_program(const fs::path& program, const std::vector<std::string>& args,
                                          const fs::path& cwd, std::chrono::milliseconds timeout,

@@ -17,6 +17,9 @@ namespace prefork::test_support {
 std::filesystem::path preforkd_path();
 /// preforkctl, next to preforkd. Throws std::runtime_error when missing or not executable.
 std::filesystem::path preforkctl_path();
+/// The example program kv-server (apps/examples), next to preforkd. Throws
+/// std::runtime_error when missing or not executable.
+std::filesystem::path kv_server_path();
 
 /// testing::run of `program args...` in `cwd` with `environment` added; a process left
 /// behind (then killed) fails the test with BOOST_ERROR. Throws std::runtime_error when

@@ -38,6 +38,16 @@ std::string effective_error(const prefork::command_line& command) {
   return cfg ? std::string() : cfg.error().message;
 }
 
+// The text with every run of whitespace made one space: --help wraps its lines.
+std::string squeezed(std::string_view text) {
+  std::string out;
+  for (const char c : text) {
+    const bool space = c == ' ' || c == '\n';
+    if (!space || (!out.empty() && out.back() != ' ')) out += space ? ' ' : c;
+  }
+  return out;
+}
+
 // A config file in a fresh temp dir, removed at the end of the test.
 struct temp_config {
   std::filesystem::path dir;
@@ -66,6 +76,7 @@ BOOST_AUTO_TEST_CASE(no_arguments) {
   BOOST_TEST(!command.workers);
   BOOST_TEST(!command.app);
   BOOST_TEST(!command.exec);
+  BOOST_TEST(!command.control);
   BOOST_TEST(!command.log_level);
   BOOST_TEST(!command.check_config);
   BOOST_TEST(!command.show_version);
@@ -74,14 +85,33 @@ BOOST_AUTO_TEST_CASE(no_arguments) {
 }
 
 BOOST_AUTO_TEST_CASE(every_option) {
-  const auto command = parse_ok({"-c", "conf/x.json", "-b", "unix:a.sock", "--bind", "127.0.0.1:0", "-b[::1]:80",
-                                 "--bind=fd://3", "-w", "4", "--app", "echo", "--exec", "python3 -m w", "--log-level",
-                                 "debug", "--check-config", "--version", "--help"});
+  const auto command = parse_ok({"-c",
+                                 "conf/x.json",
+                                 "-b",
+                                 "unix:a.sock",
+                                 "--bind",
+                                 "127.0.0.1:0",
+                                 "-b[::1]:80",
+                                 "--bind=fd://3",
+                                 "-w",
+                                 "4",
+                                 "--app",
+                                 "echo",
+                                 "--exec",
+                                 "python3 -m w",
+                                 "--control",
+                                 "x.ctl",
+                                 "--log-level",
+                                 "debug",
+                                 "--check-config",
+                                 "--version",
+                                 "--help"});
   BOOST_TEST((command.config_file == std::optional<std::filesystem::path>("conf/x.json")));
   BOOST_TEST((command.binds == std::vector<std::string>{"unix:a.sock", "127.0.0.1:0", "[::1]:80", "fd://3"}));
   BOOST_TEST((command.workers == std::optional<std::string>("4")));
   BOOST_TEST((command.app == std::optional<std::string>("echo")));
   BOOST_TEST((command.exec == std::optional<std::string>("python3 -m w")));
+  BOOST_TEST((command.control == std::optional<std::string>("x.ctl")));
   BOOST_TEST((command.log_level == std::optional<std::string>("debug")));
   BOOST_TEST(command.check_config);
   BOOST_TEST(command.show_version);
@@ -108,16 +138,38 @@ BOOST_AUTO_TEST_CASE(usage_errors) {
   BOOST_TEST(parse_error({"serve"}) == "unexpected argument 'serve'");
   BOOST_TEST(parse_error({"-w", "2", "--", "-x"}) == "unexpected argument '-x'");
   BOOST_TEST(parse_error({"--version=1"}) == "option '--version' does not take any arguments");
+  BOOST_TEST(parse_error({"--control"}) == "the required argument for option '--control' is missing");
+  BOOST_TEST(parse_error({"--control", "a", "--control", "b"}) ==
+             "option '--control' cannot be specified more than once");
 }
 
 BOOST_AUTO_TEST_CASE(usage_text_lists_every_option) {
-  const auto text = prefork::usage_text("preforkd");
+  const auto text = squeezed(prefork::usage_text("preforkd"));
   BOOST_TEST(text.starts_with("Usage: preforkd [-c FILE] [-b BIND]... [-w N|auto]"));
-  for (const auto* option : {"--config", "--bind", "--workers", "--app", "--exec", "--log-level", "--check-config",
-                             "--version", "--help", "Exit status"}) {
+  for (const auto* option :
+       {"--config", "--bind", "--workers", "--app", "--exec", "--control", "--log-level", "--check-config", "--version",
+        "--help", "Exit status", "pre-forking connection supervisor", "hello (the default), testbed, echo",
+        "run/preforkd.ctl", "unix:run/preforkd.sock"}) {
     BOOST_TEST(text.find(option) != std::string::npos, option);
   }
   BOOST_TEST(prefork::usage_text("/usr/bin/x").starts_with("Usage: /usr/bin/x "));
+}
+
+BOOST_AUTO_TEST_CASE(usage_text_of_a_program_of_its_own) {
+  prefork::help_details details;
+  details.description = "A JSON API for sums.";
+  details.apps = {"api", "admin"};
+  details.defaults.control = "api.ctl";
+  details.defaults.bind = {prefork::parse_bind_address("127.0.0.1:8080").value()};
+  const auto text = squeezed(prefork::usage_text("api", details));
+  BOOST_TEST(text.starts_with("Usage: api [-c FILE]"));
+  for (const auto* expected : {"A JSON API for sums. Runs on prefork", "api (the default), admin", "(default: api.ctl)",
+                               "(default: 127.0.0.1:8080)", "--control PATH"}) {
+    BOOST_TEST(text.find(expected) != std::string::npos, expected << " is not in\n" << text);
+  }
+  for (const auto* absent : {"hello", "testbed", "echo", "pre-forking connection supervisor", "preforkd"}) {
+    BOOST_TEST(text.find(absent) == std::string::npos, absent << " is in\n" << text);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(defaults_without_a_file) {
@@ -156,6 +208,43 @@ BOOST_AUTO_TEST_CASE(command_line_overrides_the_file) {
   const auto automatic = effective_ok(parse_ok({"-c", file.file.c_str(), "-w", "auto"}));
   BOOST_TEST(automatic.workers_auto);
   BOOST_TEST(automatic.workers == prefork::auto_worker_count());
+}
+
+BOOST_AUTO_TEST_CASE(control_option_overrides_the_file) {
+  BOOST_TEST(effective_ok(parse_ok({})).control == "run/preforkd.ctl");
+  BOOST_TEST(effective_ok(parse_ok({"--control", "/tmp/x.ctl"})).control == "/tmp/x.ctl");
+  temp_config file(R"({"control": "file.ctl"})");
+  BOOST_TEST(effective_ok(parse_ok({"-c", file.file.c_str()})).control == "file.ctl");
+  BOOST_TEST(effective_ok(parse_ok({"-c", file.file.c_str(), "--control", "option.ctl"})).control == "option.ctl");
+  BOOST_TEST(effective_error(parse_ok({"--control", ""})) == R"("--control": expected a non-empty string, got "")");
+}
+
+BOOST_AUTO_TEST_CASE(a_programs_rules_give_defaults_and_its_apps) {
+  prefork::config_rules rules;
+  rules.apps = {"kv", "admin"};
+  rules.defaults.app = "kv";
+  rules.defaults.control = "kv.ctl";
+  const auto cfg = prefork::effective_config(parse_ok({}), rules);
+  BOOST_TEST_REQUIRE(cfg.has_value(), cfg.error().message);
+  BOOST_TEST(cfg->app == "kv");
+  BOOST_TEST(cfg->control == "kv.ctl");
+  const auto chosen = prefork::effective_config(parse_ok({"--app", "admin"}), rules);
+  BOOST_TEST_REQUIRE(chosen.has_value(), chosen.error().message);
+  BOOST_TEST(chosen->app == "admin");
+
+  // An app the program did not register is an error naming the ones it did.
+  const auto other = prefork::effective_config(parse_ok({"--app", "hello"}), rules);
+  BOOST_TEST_REQUIRE(!other.has_value());
+  BOOST_TEST(other.error().message == R"("--app": unknown app "hello" (this program serves: kv, admin))");
+  temp_config file(R"({"app": "echo", "control": "file.ctl"})");
+  const auto from_file = prefork::effective_config(parse_ok({"-c", file.file.c_str()}), rules);
+  BOOST_TEST_REQUIRE(!from_file.has_value());
+  BOOST_TEST(from_file.error().message ==
+             "\"" + file.file.string() + R"(": "app": unknown app "echo" (this program serves: kv, admin))");
+  // A bad file is an error even when an option replaces the bad value, as for every key.
+  BOOST_TEST(!prefork::effective_config(parse_ok({"-c", file.file.c_str(), "--app", "kv"}), rules).has_value());
+  // Without rules (preforkd's parser alone) any name passes; run() then checks it.
+  BOOST_TEST(effective_ok(parse_ok({"--app", "anything"})).app == "anything");
 }
 
 BOOST_AUTO_TEST_CASE(bad_values_name_the_option) {

@@ -475,4 +475,33 @@ BOOST_AUTO_TEST_CASE(load_config_file_errors) {
              "cannot read config file \"x.json-that-does-not-exist\": No such file or directory");
 }
 
+BOOST_AUTO_TEST_CASE(a_programs_rules_set_defaults_and_apps) {
+  prefork::config_rules rules;
+  rules.apps = {"kv", "admin"};
+  rules.defaults.app = "kv";
+  rules.defaults.control = "kv.ctl";
+  rules.defaults.log.level = prefork::log_level::warning;
+
+  // The file's keys replace the defaults one by one, nested keys included.
+  auto parsed = parse_config(R"({"log": {"format": "json"}, "app": "admin"})", rules);
+  BOOST_TEST_REQUIRE(parsed.has_value(), parsed.error().message);
+  BOOST_TEST(parsed->control == "kv.ctl");
+  BOOST_TEST((parsed->log.level == prefork::log_level::warning));
+  BOOST_TEST((parsed->log.format == prefork::log_format::json));
+  BOOST_TEST(parsed->app == "admin");
+  auto empty = parse_config("{}", rules);
+  BOOST_TEST_REQUIRE(empty.has_value(), empty.error().message);
+  BOOST_TEST(empty->app == "kv");
+
+  // `app` must be one of the program's apps; its other rules still apply first.
+  auto unknown = parse_config(R"({"app": "hello"})", rules);
+  BOOST_TEST_REQUIRE(!unknown.has_value());
+  BOOST_TEST(unknown.error().message == R"("app": unknown app "hello" (this program serves: kv, admin))");
+  auto empty_name = parse_config(R"({"app": ""})", rules);
+  BOOST_TEST_REQUIRE(!empty_name.has_value());
+  BOOST_TEST(empty_name.error().message == R"("app": expected a non-empty string, got "")");
+  // Without apps in the rules, any name passes (preforkd's parser alone).
+  BOOST_TEST(parse_ok(R"({"app": "anything"})").app == "anything");
+}
+
 BOOST_AUTO_TEST_SUITE_END()

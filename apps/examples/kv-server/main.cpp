@@ -7,8 +7,9 @@
 // The store is PER WORKER: each worker is its own forked process with its own map, so a key
 // SET on one connection is seen only by connections the same worker serves, and it is gone
 // when that worker exits (recycling, reload, crash). Shared state belongs in a database;
-// this example shows the app API: a handler, worker hooks, and preforkd's whole CLI.
-//   kv-server --app kv -b 127.0.0.1:7000 -w 1 &
+// this example shows the app API: a handler, worker hooks, and preforkd's whole CLI under
+// a name of its own (kv-server --help, --version; listens on kv.sock by default).
+//   kv-server -b 127.0.0.1:7000 -w 1 &                 # control socket: kv.ctl
 //   printf 'SET greeting hello world\nGET greeting\n' | nc -q1 127.0.0.1 7000
 #include "prefork/app.hpp"
 #include "prefork/log.hpp"
@@ -117,5 +118,11 @@ void close_store(prefork::worker_context& /*worker*/) {
 
 int main(int argc, char** argv) {
   const prefork::app kv_app{"kv", &serve_kv, &open_store, &close_store};
-  return prefork::run(argc, argv, {kv_app});
+  prefork::run_options options;
+  options.name = "kv-server";
+  options.description = "A line-protocol key-value store, one store per worker (a prefork example).";
+  options.version = "1.0.0";
+  // Runs from any directory: the sockets default to the working directory, not run/.
+  options.defaults = {{"bind", "unix:kv.sock"}, {"control", "kv.ctl"}};
+  return prefork::run(argc, argv, {kv_app}, std::move(options));
 }

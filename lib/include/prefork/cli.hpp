@@ -15,15 +15,16 @@
 
 namespace prefork {
 
-/// What `preforkd [-c FILE] [-b BIND]... [-w N|auto] [--app NAME] [--log-level LEVEL]
-/// [--check-config] [--version] [--help]` asked for, not yet validated against the config
-/// rules (effective_config does that).
+/// What `preforkd [-c FILE] [-b BIND]... [-w N|auto] [--app NAME | --exec COMMAND]
+/// [--control PATH] [--log-level LEVEL] [--check-config] [--version] [--help]` asked for,
+/// not yet validated against the config rules (effective_config does that).
 struct command_line {
   std::optional<std::filesystem::path> config_file;  // -c, --config
   std::vector<std::string> binds;                    // -b, --bind, in order given
   std::optional<std::string> workers;                // -w, --workers: "N" or "auto"
   std::optional<std::string> app;                    // --app
   std::optional<std::string> exec;                   // --exec: a command, split at whitespace
+  std::optional<std::string> control;                // --control: the control socket's path
   std::optional<std::string> log_level;              // --log-level
   bool check_config = false;                         // --check-config
   bool show_version = false;                         // --version
@@ -35,13 +36,28 @@ struct command_line {
 /// it; the caller prints it and exits 2.
 boost::system::result<command_line, config_error> parse_command_line(int argc, const char* const* argv);
 
-/// The help text: a usage line with `program_name`, then every option.
-std::string usage_text(std::string_view program_name);
+/// What --help says about a program beyond the options.
+struct help_details {
+  /// One line saying what the program is; empty: preforkd's ("A pre-forking connection
+  /// supervisor...").
+  std::string description;
+  /// The apps the program serves, the default first; empty: preforkd's built-in apps.
+  std::vector<std::string> apps;
+  /// Where the defaults for the bind and control lines come from.
+  config defaults = default_config();
+};
+
+/// The help text: a usage line with `program_name`, the description, then every option
+/// (with the program's apps and its default bind and control socket).
+std::string usage_text(std::string_view program_name, const help_details& details = {});
 
 /// Loads the file (if any) over the defaults, then applies the command line: -b replaces the
-/// file's bind list; -w, --app and --log-level override. Values are checked with the file's
-/// rules; errors name the option (`"--workers": expected an integer >= 1 or "auto", got
-/// "lots"`) or the file and key, or say why the file cannot be read.
+/// file's bind list; -w, --app, --exec, --control and --log-level override. Values are
+/// checked with the file's rules; errors name the option (`"--workers": expected an
+/// integer >= 1 or "auto", got "lots"`) or the file and key, or say why the file cannot be
+/// read.
 boost::system::result<config, config_error> effective_config(const command_line& command);
+/// The same with a program's defaults and apps (config.hpp).
+boost::system::result<config, config_error> effective_config(const command_line& command, const config_rules& rules);
 
 }  // namespace prefork

@@ -69,13 +69,28 @@ struct config {
 /// The defaults of SPEC section 2 with `workers` resolved for this machine.
 config default_config();
 
+/// What a program adds to the file's rules: the values before the file's and the apps it
+/// registered.
+struct config_rules {
+  /// The values before the file's (the command line comes after both).
+  config defaults = default_config();
+  /// The names `app` may take; empty: any non-empty string.
+  std::vector<std::string> apps;
+};
+
 /// Parses a JSON document (an object; every key optional) over the defaults.
 /// An unknown key, a wrong type or an impossible value is an error that names the key:
 /// `"workers": expected an integer >= 1 or "auto", got "lots"`.
 boost::system::result<config, config_error> parse_config(std::string_view json_text);
 
+/// parse_config over `rules.defaults`; `app` must name one of `rules.apps`.
+boost::system::result<config, config_error> parse_config(std::string_view json_text, const config_rules& rules);
+
 /// Reads and parses a file; a missing or unreadable file is an error naming the path.
 boost::system::result<config, config_error> load_config_file(const std::filesystem::path& file);
+/// The same with a program's rules (parse_config(text, rules)).
+boost::system::result<config, config_error> load_config_file(const std::filesystem::path& file,
+                                                             const config_rules& rules);
 
 /// The effective configuration as JSON, in the file's syntax (`workers` as a number,
 /// `socket_mode` as the string given, durations in seconds).
