@@ -1,6 +1,6 @@
 // json-api: a small JSON service on prefork's HTTP API. Everything else (command line,
 // config file, workers, reload, metrics, preforkctl) comes with prefork::run.
-//   json-api -b unix:api.sock -w 2 --control api.ctl &
+//   json-api -w 2 &                       # listens on api.sock, control socket api.ctl
 //   curl --unix-socket api.sock -d '{"a": 1, "b": 2}' http://localhost/sum   # {"sum":3}
 #include <prefork/http.hpp>
 #include <prefork/run.hpp>
@@ -42,5 +42,11 @@ int main(int argc, char** argv) {
   });
   api.post("/sum", &sum);
   api.get("/later", &later);
-  return prefork::run(argc, argv, {http::make_app("api", std::move(api))});
+
+  prefork::run_options options;  // its own --help, --version and defaults
+  options.name = "json-api";
+  options.description = "A small JSON API (a prefork example).";
+  options.version = "1.0.0";
+  options.defaults = {{"bind", "unix:api.sock"}, {"control", "api.ctl"}};
+  return prefork::run(argc, argv, {http::make_app("api", std::move(api))}, std::move(options));
 }
