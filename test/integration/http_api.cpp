@@ -2,16 +2,8 @@
 // user would write, and the testbed app (built on the same API) for a handler that throws.
 #include "prefork/testing.hpp"
 
-#include <boost/asio/buffer.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/json/parse.hpp>
 #include <boost/test/unit_test.hpp>
 
-#include <sys/socket.h>
-#include <sys/time.h>
-
-#include <array>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -45,29 +37,6 @@ std::set<long long> worker_pids(server& s) {
   return pids;
 }
 
-/// Sends `request` on `socket` and reads one response whose body has a Content-Length;
-/// returns its body. Each read waits at most 10 s.
-std::string exchange(prefork::socket_type& socket, const std::string& request) {
-  const timeval limit{10, 0};
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-  boost::asio::write(socket, boost::asio::buffer(request));
-  std::string in;
-  std::array<char, 4096> chunk{};
-  for (;;) {
-    const std::size_t head_end = in.find("\r\n\r\n");
-    if (head_end != std::string::npos) {
-      const std::size_t at = in.find("Content-Length: ");
-      BOOST_REQUIRE_MESSAGE(at != std::string::npos && at < head_end, "no Content-Length in " << in);
-      const std::size_t length = std::stoul(in.substr(at + 16));
-      if (in.size() >= head_end + 4 + length) return in.substr(head_end + 4, length);
-    }
-    boost::system::error_code ec;
-    const std::size_t n = socket.read_some(boost::asio::buffer(chunk), ec);
-    BOOST_REQUIRE_MESSAGE(!ec, "reading a response: " << ec.message() << "; so far: " << in);
-    in.append(chunk.data(), n);
-  }
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(http_api)
@@ -80,15 +49,15 @@ BOOST_AUTO_TEST_CASE(json_api_example_answers_its_routes) {
   BOOST_TEST(health.status == 200u);
   BOOST_TEST(health.body == "ok\n");
 
-  const auto sum = http.try_request("POST", "/sum", R"({"a": 1, "b": 2})").value();
+  const auto sum = http.post_json("/sum", {{"a", 1}, {"b", 2}});
   BOOST_TEST(sum.status == 200u);
   BOOST_TEST(sum.header("Content-Type").value_or("") == "application/json");
-  BOOST_TEST(sum.body == R"({"sum":3})");
+  BOOST_TEST(sum.json() == json::value({{"sum", 3}}));
 
-  const auto malformed = http.try_request("POST", "/sum", R"({"a": 1,)").value();
+  const auto malformed = http.post("/sum", R"({"a": 1,)", "application/json");
   BOOST_TEST(malformed.status == 400u);
   BOOST_TEST(malformed.body.starts_with("request body is not valid JSON: "), malformed.body);
-  const auto wrong = http.try_request("POST", "/sum", R"({"a": "1", "b": 2})").value();
+  const auto wrong = http.post_json("/sum", {{"a", "1"}, {"b", 2}});
   BOOST_TEST(wrong.status == 400u);
   BOOST_TEST(wrong.body == "expected {\"a\": integer, \"b\": integer}\n");
 
@@ -97,7 +66,7 @@ BOOST_AUTO_TEST_CASE(json_api_example_answers_its_routes) {
   BOOST_TEST(get_sum.header("Allow").value_or("") == "POST");
   BOOST_TEST(http.get("/nowhere").status == 404u);
 
-  const json::value pid = json::parse(http.get("/pid").body);
+  const json::value pid = http.get("/pid").json();
   BOOST_TEST(worker_pids(s).count(pid.at("pid").to_number<long long>()) == 1u);
   BOOST_TEST(pid.at("served").to_number<long long>() >= 0);
 
@@ -110,15 +79,29 @@ BOOST_AUTO_TEST_CASE(json_api_keep_alive_connection_moves_to_the_new_generation_
   server_options options = json_api_options();
   options.config["workers"] = 1;
   server s(options);
-  boost::asio::io_context io;
-  auto socket = s.connect(io.get_executor());
-  const std::string ask = "GET /pid HTTP/1.1\r\nHost: test\r\n\r\n";
-  const long long before = json::parse(exchange(socket, ask)).at("pid").to_number<long long>();
+  auto& http = s.http();
+  const long long before = http.get("/pid").json().at("pid").to_number<long long>();
   s.reload();  // waits until the new generation serves and the old one is gone
   // The same connection, idle during the reload, is served by the new worker.
-  const long long after = json::parse(exchange(socket, ask)).at("pid").to_number<long long>();
+  const auto moved = http.get("/pid");
+  BOOST_TEST(moved.reused);
+  BOOST_TEST(http.connections() == 1u);
+  const long long after = moved.json().at("pid").to_number<long long>();
   BOOST_TEST(before != after);
   BOOST_TEST(worker_pids(s).count(after) == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(json_api_keeps_the_http_limits_and_head) {
+  server s(json_api_options());
+  auto& http = s.http();
+  // A body over http.max_body_bytes (1 MiB by default) is refused before the handler runs.
+  const auto huge = http.post("/sum", std::string((1u << 20) + 1024, ' '), "application/json");
+  BOOST_TEST(huge.status == 413u);
+  // Headers reach the handler's request untouched; a HEAD of a GET route has no body.
+  const auto head = http.request("HEAD", "/health");
+  BOOST_TEST(head.status == 200u);
+  BOOST_TEST(head.body.empty());
+  BOOST_TEST(head.header("Content-Length").value_or("") == "3");
 }
 
 BOOST_AUTO_TEST_CASE(a_handler_that_throws_is_answered_500_and_logged_and_the_worker_goes_on) {
@@ -127,7 +110,7 @@ BOOST_AUTO_TEST_CASE(a_handler_that_throws_is_answered_500_and_logged_and_the_wo
   options.config["workers"] = 1;
   options.on_stop_failure = [](const std::string& message) { BOOST_ERROR(message); };
   server s(options);
-  const long long pid = json::parse(s.http().get("/whoami").body).at("pid").to_number<long long>();
+  const long long pid = s.http().get("/whoami").json().at("pid").to_number<long long>();
 
   const auto failed = s.http().get("/throw");
   BOOST_TEST(failed.status == 500u);
@@ -139,7 +122,7 @@ BOOST_AUTO_TEST_CASE(a_handler_that_throws_is_answered_500_and_logged_and_the_wo
   BOOST_TEST(line->at("error").as_string() == "testbed: /throw requested");
 
   // The same worker answers the next request.
-  BOOST_TEST(json::parse(s.http().get("/whoami").body).at("pid").to_number<long long>() == pid);
+  BOOST_TEST(s.http().get("/whoami").json().at("pid").to_number<long long>() == pid);
   BOOST_TEST(worker_pids(s).count(pid) == 1u);
 }
 
