@@ -1,6 +1,6 @@
 // The json-api example (apps/examples/json-api), built here against the installed prefork:
 // its routes, answered through the library's HTTP loop, driven by prefork::testing.
-#define BOOST_TEST_MODULE json-api tests
+#define BOOST_TEST_MODULE json_api tests
 #include <prefork/testing.hpp>
 
 #include <boost/json/value.hpp>
