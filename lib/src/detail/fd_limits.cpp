@@ -59,6 +59,18 @@ boost::system::result<rlim_t> raise_open_file_limit() {
   return target;
 }
 
+std::uint64_t worker_connection_capacity(rlim_t soft_limit) noexcept {
+  if (soft_limit == RLIM_INFINITY) return UINT64_MAX;
+  const rlim_t reserve = soft_limit >= 256 ? 64 : soft_limit / 4;
+  return soft_limit > reserve ? static_cast<std::uint64_t>(soft_limit - reserve) : 1;
+}
+
+std::uint64_t current_worker_connection_capacity() noexcept {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return UINT64_MAX;
+  return worker_connection_capacity(limit.rlim_cur);
+}
+
 boost::system::result<std::size_t> count_open_descriptors(pid_t pid) {
   int own_fd = -1;
   const directory_ptr directory = open_fd_directory(pid, own_fd);

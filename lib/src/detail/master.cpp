@@ -2,6 +2,7 @@
 // waiters, the tick, signals) and run_master.
 #include "master_internal.hpp"
 
+#include "prefork/detail/fd_limits.hpp"
 #include "prefork/detail/signal_reader.hpp"
 #include "prefork/detail/worker_exec.hpp"
 #include "prefork/log.hpp"
@@ -31,7 +32,8 @@ master::master(asio::io_context& io, std::shared_ptr<const config> settings, con
       policy_(hooks_.make_policy ? hooks_.make_policy() : make_dispatch_policy(settings_->dispatch)),
       capacity_timer_(io, steady_clock::time_point::max()),
       stop_timer_(io),
-      desired_(settings_->workers) {
+      desired_(settings_->workers),
+      descriptor_capacity_(current_worker_connection_capacity()) {
   for (auto& l : sockets.listeners) listeners_.push_back(std::make_unique<listener_slot>(io, std::move(l)));
   control_listener_ = std::move(sockets.control);
   metrics_listener_ = std::move(sockets.metrics);
@@ -127,6 +129,9 @@ void master::start() {
   asio::co_spawn(io_, run_ticker(this), log_task_failure);
   start_control();
   start_metrics();
+  if (descriptor_capacity_ < static_cast<std::uint64_t>(settings_->worker_connections))
+    log_warning("worker_connections is above what the open file limit allows a worker",
+                {{"worker_connections", settings_->worker_connections}, {"capacity", descriptor_capacity_}});
   if (settings_->exec.empty()) {
     log_info("master started", {{"workers", desired_}, {"app", application_.name}});
   } else {

@@ -151,8 +151,8 @@ void master::refresh_load(const worker_record& record) {
   if (record.slot >= records_.size() || records_[record.slot].get() != &record) return;  // removed
   worker_load& load = loads_[record.slot];
   load.open = static_cast<std::uint32_t>(std::min<std::uint64_t>(record.open(), UINT32_MAX));
-  load.accepting = takes_new_connections(record.state) && record.channel && !stopping_ &&
-                   record.open() < static_cast<std::uint64_t>(record.settings->worker_connections);
+  const auto capacity = std::min(static_cast<std::uint64_t>(record.settings->worker_connections), descriptor_capacity_);
+  load.accepting = takes_new_connections(record.state) && record.channel && !stopping_ && record.open() < capacity;
 }
 
 void master::on_capacity_maybe_restored() {

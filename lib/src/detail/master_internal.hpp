@@ -224,6 +224,9 @@ class master final : public control_target {
   std::vector<reload_callback> queued_reload_waiters_;   // for the queued one
   std::vector<reload_callback> old_generation_waiters_;  // switched over; wait for the old to go
   int desired_;
+  // Connections a worker can hold under the descriptor limit it inherits (fd_limits.hpp):
+  // worker_connections above it would have workers lose descriptors in transit.
+  std::uint64_t descriptor_capacity_;
   int next_id_ = 1;
   std::uint64_t generation_ = 1;       // the generation new workers join
   std::uint64_t last_generation_ = 1;  // highest generation number used

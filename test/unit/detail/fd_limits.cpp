@@ -129,4 +129,15 @@ BOOST_AUTO_TEST_CASE(missing_process_is_an_error) {
   BOOST_TEST(list_open_descriptors(impossible_pid()).empty());
 }
 
+BOOST_AUTO_TEST_CASE(worker_capacity_leaves_room_for_the_workers_own_descriptors) {
+  using prefork::detail::worker_connection_capacity;
+  BOOST_TEST(worker_connection_capacity(RLIM_INFINITY) == UINT64_MAX);
+  BOOST_TEST(worker_connection_capacity(1048576) == 1048576u - 64u);
+  BOOST_TEST(worker_connection_capacity(256) == 192u);
+  BOOST_TEST(worker_connection_capacity(64) == 48u);  // a quarter kept under 256
+  BOOST_TEST(worker_connection_capacity(4) == 3u);
+  BOOST_TEST(worker_connection_capacity(1) == 1u);  // never 0: a worker must take something
+  BOOST_TEST(worker_connection_capacity(0) == 1u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

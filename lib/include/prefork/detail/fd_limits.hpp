@@ -5,6 +5,7 @@
 #include <boost/system/result.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <sys/resource.h>
 #include <sys/types.h>
@@ -17,6 +18,18 @@ namespace prefork::detail {
 /// unlimited) and returns the new soft limit; a soft limit already there is returned as is.
 /// Errors: the errno of getrlimit/setrlimit (system category).
 boost::system::result<rlim_t> raise_open_file_limit();
+
+/// How many connections one worker can hold under a descriptor limit of `soft_limit` (a
+/// worker inherits the master's): the limit minus a reserve for the worker's own
+/// descriptors (standard streams, channel, event loop, log, what its app opens): 64, or a
+/// quarter of a limit under 256. Descriptors handed to a worker past its limit are lost
+/// in transit (the kernel drops them: MSG_CTRUNC), so the master never gives a worker more.
+/// RLIM_INFINITY: no bound (UINT64_MAX).
+std::uint64_t worker_connection_capacity(rlim_t soft_limit) noexcept;
+
+/// worker_connection_capacity of this process's current soft RLIMIT_NOFILE (no bound when
+/// it cannot be read).
+std::uint64_t current_worker_connection_capacity() noexcept;
 
 /// Number of open descriptors of process `pid` (entries of /proc/PID/fd; for the calling
 /// process the descriptor used to read the directory is not counted).
