@@ -16,6 +16,9 @@ from prefork_wsgi import channel
 
 PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # apps/python
 WAIT = 5.0  # the longest any single wait may take
+# The first frame waits for Python to start and import the app (Flask takes seconds on a
+# machine whose cores are busy with compilers): a bound, returned from as soon as it comes.
+LOAD_WAIT = 60.0
 
 
 class Master:
@@ -161,8 +164,8 @@ class Master:
         frame, skipped = self.expect(matches, "progress %s/%s/%s" % (received, closed, requests), timeout)
         return channel.decode_progress(frame.payload), skipped
 
-    def ready(self):
-        message, skipped = self.expect_control("ready")
+    def ready(self, timeout=LOAD_WAIT):
+        message, skipped = self.expect_control("ready", timeout)
         self.test.assertEqual(skipped, [])  # ready is the first frame
         return message
 
