@@ -230,15 +230,27 @@ BOOST_AUTO_TEST_CASE(a_slot_that_keeps_dying_backs_off) {
         ping_ms_max, std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - ping_at).count());
     BOOST_TEST((pong.has_value() && pong->is_string() && pong->as_string() == "pong"), "ping during backoff " << i);
     if (!saw_backoff) {
-      auto records = control(server, {{"cmd", "workers"}}, 2s);
-      if (records && records->is_array()) {
-        for (const auto& entry : records->as_array()) {
-          if (json_string(entry.as_object(), "state") == "backoff") {
-            saw_backoff = !json_string(entry.as_object(), "next_attempt_at").empty();
-            backoff_record = json::serialize(entry);
-          }
-        }
-      }
+      // The slot is in backoff only once the master has reaped the victim, which a slow
+      // (sanitized, loaded) master may not have done yet: poll until the record shows, or
+      // the slot's next worker is already there (the next kill then tries again).
+      wait_until(
+          [&] {
+            auto records = control(server, {{"cmd", "workers"}}, 2s);
+            if (records && records->is_array()) {
+              for (const auto& entry : records->as_array()) {
+                if (json_string(entry.as_object(), "state") == "backoff" &&
+                    !json_string(entry.as_object(), "next_attempt_at").empty()) {
+                  saw_backoff = true;
+                  backoff_record = json::serialize(entry);
+                  return true;
+                }
+              }
+            }
+            for (pid_t pid : children_of(server.pid()))
+              if (std::find(known.begin(), known.end(), pid) == known.end()) return true;
+            return false;
+          },
+          5s, 5ms);
     }
     pid_t next = wait_new_worker(server, known, 10s, 200us);
     BOOST_REQUIRE_MESSAGE(next != 0, "no new worker for the slot after kill " << i << "\n" << server.log_tail(40));
