@@ -51,7 +51,8 @@ BOOST_AUTO_TEST_CASE(bad_patterns_are_refused_when_registered) {
   r.get("/twice", &ok);
   BOOST_CHECK_THROW(r.get("/twice", &ok), std::invalid_argument);
   BOOST_CHECK_THROW(r.add_plain(http::verb::get, "/empty", http::plain_handler{}), std::invalid_argument);
-  BOOST_TEST(r.patterns() == std::vector<std::string>{"/twice"});
+  BOOST_CHECK_THROW(r.answer_head_with_get("/nothing-yet"), std::invalid_argument);
+  BOOST_TEST(r.patterns() == std::vector<std::string>{"/twice"});  // nothing half-registered
 }
 
 BOOST_AUTO_TEST_CASE(first_pattern_with_the_method_wins) {

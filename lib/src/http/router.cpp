@@ -85,14 +85,14 @@ void router::update_allow(route& r) {
 }
 
 router& router::answer_head_with_get(std::string_view pattern) {
-  route& r = route_for(pattern);
-  const bool has_get =
-      std::any_of(r.methods.begin(), r.methods.end(), [](const method_handler& h) { return h.method == verb::get; });
-  if (!has_get) bad_pattern(pattern, "HEAD from GET needs a GET handler");
-  const bool own_head =
-      std::any_of(r.methods.begin(), r.methods.end(), [](const method_handler& h) { return h.method == verb::head; });
-  r.head_from_get = !own_head;
-  update_allow(r);
+  const auto found = std::find_if(routes_.begin(), routes_.end(), [&](const route& r) { return r.pattern == pattern; });
+  const auto has = [&](verb m) {
+    return std::any_of(found->methods.begin(), found->methods.end(),
+                       [m](const method_handler& h) { return h.method == m; });
+  };
+  if (found == routes_.end() || !has(verb::get)) bad_pattern(pattern, "HEAD from GET needs a GET handler");
+  found->head_from_get = !has(verb::head);
+  update_allow(*found);
   return *this;
 }
 
@@ -140,8 +140,7 @@ route_match router::found(const method_handler& h) noexcept {
 route_match router::match(request& q) const {
   const verb method = q.method();
   const std::string_view path = q.path();
-  const route* allowed_by = nullptr;  // the first pattern that matched the path
-  std::string allow;
+  std::string allow;  // the methods of the patterns that matched the path, for a 405
   for (const route& r : routes_) {
     if (!matches(r, path, q)) continue;
     const method_handler* head_from_get = nullptr;
@@ -150,17 +149,12 @@ route_match router::match(request& q) const {
       if (method == verb::head && h.method == verb::get && r.head_from_get) head_from_get = &h;
     }
     if (head_from_get != nullptr) return found(*head_from_get);
-    if (allowed_by == nullptr) {
-      allowed_by = &r;
-      allow = r.allow;
-    } else {
-      allow += ", ";
-      allow += r.allow;  // rare: several patterns match; a method may be listed twice
-    }
+    if (!allow.empty()) allow += ", ";  // rare: several patterns match; a method may repeat
+    allow += r.allow;
   }
   q.parameter_count_ = 0;
   route_match none;
-  none.status = allowed_by == nullptr ? 404 : 405;
+  none.status = allow.empty() ? 404 : 405;
   none.allow = std::move(allow);
   return none;
 }
