@@ -116,9 +116,15 @@ boost::system::result<config, config_error> effective_config(const command_line&
 }
 
 boost::system::result<config, config_error> effective_config(const command_line& command, const config_rules& rules) {
+  // No file reads as an empty one, so that the apps' sections are checked either way.
   auto loaded = command.config_file ? load_config_file(*command.config_file, rules) : parse_config("{}", rules);
   if (!loaded) return loaded;
   config cfg = std::move(*loaded);
+
+  // Each option is checked as a one-key file, without the apps' section checks (a section
+  // that one-key document lacks is not missing from the real file).
+  config_rules option_rules = rules;
+  for (auto& section : option_rules.sections) section.check = nullptr;
 
   if (!command.binds.empty()) {
     std::vector<bind_address> binds;
@@ -130,28 +136,30 @@ boost::system::result<config, config_error> effective_config(const command_line&
     cfg.bind = std::move(binds);
   }
   if (command.workers) {
-    auto checked = check_with_file_rules({{"workers", workers_value(*command.workers)}}, "workers", "--workers", rules);
+    auto checked =
+        check_with_file_rules({{"workers", workers_value(*command.workers)}}, "workers", "--workers", option_rules);
     if (!checked) return checked.error();
     cfg.workers_auto = checked->workers_auto;
     cfg.workers = checked->workers;
   }
   if (command.app) {
-    auto checked = check_with_file_rules({{"app", *command.app}}, "app", "--app", rules);
+    auto checked = check_with_file_rules({{"app", *command.app}}, "app", "--app", option_rules);
     if (!checked) return checked.error();
     cfg.app = checked->app;
   }
   if (command.exec) {
-    auto checked = check_with_file_rules({{"exec", *command.exec}}, "exec", "--exec", rules);
+    auto checked = check_with_file_rules({{"exec", *command.exec}}, "exec", "--exec", option_rules);
     if (!checked) return checked.error();
     cfg.exec = checked->exec;
   }
   if (command.control) {
-    auto checked = check_with_file_rules({{"control", *command.control}}, "control", "--control", rules);
+    auto checked = check_with_file_rules({{"control", *command.control}}, "control", "--control", option_rules);
     if (!checked) return checked.error();
     cfg.control = checked->control;
   }
   if (command.log_level) {
-    auto checked = check_with_file_rules({{"log", {{"level", *command.log_level}}}}, "log.level", "--log-level", rules);
+    auto checked =
+        check_with_file_rules({{"log", {{"level", *command.log_level}}}}, "log.level", "--log-level", option_rules);
     if (!checked) return checked.error();
     cfg.log.level = checked->log.level;
   }

@@ -99,12 +99,12 @@ const json::object& empty_object() {
 
 // The first problem found in a document: the whole key path and what is wrong with it.
 struct config_problem {
-  std::string key;       // "restart.min_uptime_ms"
-  std::string why;       // "expected an integer >= 0, got -1"; unused for an unknown key
-  bool unknown = false;  // an unknown key, not a bad value
+  std::string key;  // "restart.min_uptime_ms"
+  std::string why;  // "expected an integer >= 0, got -1"; unused for an unknown key
+  config_value_error::kind kind = config_value_error::kind::bad_value;
 
   config_error to_error() const {
-    if (unknown) return {"unknown key " + quote_json(key)};
+    if (kind == config_value_error::kind::unknown_key) return {"unknown key " + quote_json(key)};
     return {quote_json(key) + ": " + why};
   }
 };
@@ -190,6 +190,13 @@ class object_reader {
     out = value->get_string();
   }
 
+  void boolean(std::string_view key, bool& out) {
+    const auto* value = find(key);
+    if (value == nullptr) return;
+    if (!value->is_bool()) return expected(key, "true or false", *value);
+    out = value->get_bool();
+  }
+
   void optional_text(std::string_view key, std::optional<std::string>& out) {
     const auto* value = find(key);
     if (value == nullptr) return;
@@ -229,12 +236,15 @@ class object_reader {
     out = std::move(*parsed);
   }
 
+  // Whether `key` was looked up (it is one of the keys this reader knows).
+  bool known(std::string_view key) const { return std::find(known_.begin(), known_.end(), key) != known_.end(); }
+
   // Called last: any key nobody looked up is an error (typos must not pass silently).
   void reject_unknown_keys() {
     for (const auto& entry : *object_) {
       if (failed()) return;
       if (std::find(known_.begin(), known_.end(), entry.key()) == known_.end()) {
-        *error_ = config_problem{prefix_ + std::string(entry.key()), {}, true};
+        *error_ = config_problem{prefix_ + std::string(entry.key()), {}, config_value_error::kind::unknown_key};
       }
     }
   }
@@ -384,6 +394,39 @@ void read_app(object_reader& reader, const std::vector<std::string>& apps, std::
   out = std::move(name);
 }
 
+// Keeps the top-level keys that are apps' sections (a file's section replaces a default's
+// whole); they then count as known keys.
+void read_app_sections(object_reader& reader, const json::object& document, const config_rules& rules,
+                       json::object& out) {
+  for (const auto& rule : rules.sections) {
+    if (rule.key.empty()) continue;
+    if (const auto* value = reader.find(rule.key)) out[rule.key] = *value;
+  }
+  if (rules.unknown != config_rules::unknown_keys::keep_as_section) return;
+  for (const auto& entry : document) {
+    if (entry.value().is_object() && !reader.known(entry.key()) && !reader.failed()) {
+      out[entry.key()] = entry.value();
+      (void)reader.find(entry.key());
+    }
+  }
+}
+
+// Runs each app's check on its section (null when absent); the first failure is the error,
+// naming the section's key and the path inside it.
+void check_app_sections(const config_rules& rules, const config& cfg, std::optional<config_problem>& error) {
+  for (const auto& rule : rules.sections) {
+    if (!rule.check || rule.key.empty()) continue;
+    try {
+      rule.check(cfg.app_section(rule.key));
+    } catch (const config_value_error& e) {
+      error = config_problem{e.key().empty() ? rule.key : rule.key + "." + e.key(), e.why(), e.problem()};
+    } catch (const std::exception& e) {
+      error = config_problem{rule.key, e.what()};
+    }
+    if (error) return;
+  }
+}
+
 config_error invalid_json(std::string_view text, std::size_t offset, const boost::system::error_code& ec) {
   offset = std::min(offset, text.size());
   const auto before = text.substr(0, offset);
@@ -452,7 +495,9 @@ boost::system::result<config, config_error> parse_config(std::string_view json_t
   read_exec(reader, cfg.exec);
   read_http(reader, cfg.http);
   read_metrics(reader, cfg.metrics);
+  read_app_sections(reader, document.get_object(), rules, cfg.app_sections);
   reader.reject_unknown_keys();
+  if (!error) check_app_sections(rules, cfg, error);
   if (error) return error->to_error();
   return cfg;
 }
@@ -516,7 +561,95 @@ json::value to_json(const config& cfg) {
         {"request_timeout", seconds_json(cfg.http.request_timeout)}}},
       {"metrics", cfg.metrics ? json::value(to_string(*cfg.metrics)) : json::value(nullptr)},
   };
+  for (const auto& [key, section] : cfg.app_sections) printed[key] = section;
   return printed;
+}
+
+const json::value& config::app_section(std::string_view key) const noexcept {
+  static const json::value none;
+  const auto* found = app_sections.if_contains(key);
+  return found != nullptr ? *found : none;
+}
+
+std::string describe_config_value(const json::value& value) { return describe(value); }
+
+config_value_error::config_value_error(std::string key, std::string why, kind problem)
+    : std::runtime_error(problem == kind::unknown_key ? "unknown key " + quote_json(key)
+                                                      : quote_json(key) + ": " + why),
+      key_(std::move(key)),
+      why_(std::move(why)),
+      problem_(problem) {}
+
+section_reader::section_reader(const json::value& section, std::string prefix) : prefix_(std::move(prefix)) {
+  if (section.is_null()) {
+    object_ = &empty_object();
+  } else if (section.is_object()) {
+    object_ = &section.get_object();
+  } else {
+    std::string key = prefix_;
+    if (!key.empty()) key.pop_back();  // "limits." names "limits"
+    throw config_value_error(std::move(key), "expected an object, got " + describe(section));
+  }
+}
+
+namespace {
+
+// Runs one read of object_reader on a section and turns its problem into an exception.
+template <class Read>
+void read_or_throw(const json::object& object, const std::string& prefix, Read read) {
+  std::optional<config_problem> problem;
+  object_reader reader(object, prefix, problem);
+  read(reader);
+  if (problem) throw config_value_error(std::move(problem->key), std::move(problem->why), problem->kind);
+}
+
+}  // namespace
+
+void section_reader::integer(std::string_view key, std::int64_t min, std::int64_t& out, std::int64_t max) {
+  known_.emplace_back(key);
+  read_or_throw(*object_, prefix_, [&](object_reader& reader) { reader.integer(key, min, out, max); });
+}
+
+void section_reader::seconds(std::string_view key, std::chrono::milliseconds& out, zero zero_rule) {
+  known_.emplace_back(key);
+  const auto rule = zero_rule == zero::allowed ? object_reader::zero::allowed : object_reader::zero::rejected;
+  read_or_throw(*object_, prefix_, [&](object_reader& reader) { reader.seconds(key, rule, out); });
+}
+
+void section_reader::text(std::string_view key, std::string& out) {
+  known_.emplace_back(key);
+  read_or_throw(*object_, prefix_, [&](object_reader& reader) { reader.text(key, out); });
+}
+
+void section_reader::boolean(std::string_view key, bool& out) {
+  known_.emplace_back(key);
+  read_or_throw(*object_, prefix_, [&](object_reader& reader) { reader.boolean(key, out); });
+}
+
+const json::value* section_reader::find(std::string_view key) {
+  known_.emplace_back(key);
+  return object_->if_contains(key);
+}
+
+section_reader section_reader::object(std::string_view key) {
+  const auto* value = find(key);
+  static const json::value none;
+  return section_reader(value != nullptr ? *value : none, prefix_ + std::string(key) + ".");
+}
+
+void section_reader::reject_unknown_keys() const {
+  for (const auto& entry : *object_) {
+    if (std::find(known_.begin(), known_.end(), entry.key()) == known_.end())
+      throw config_value_error(prefix_ + std::string(entry.key()), {}, config_value_error::kind::unknown_key);
+  }
+}
+
+void section_reader::fail(std::string_view key, std::string why) const {
+  throw config_value_error(prefix_ + std::string(key), std::move(why));
+}
+
+void section_reader::expected(std::string_view key, std::string_view what, const json::value& got) const {
+  fail(key, "expected " + std::string(what) + ", got " + describe(got));
 }
 
 }  // namespace prefork

@@ -611,7 +611,11 @@ boost::system::result<std::string, usage_error> socket_path(const invocation& ca
     return found(*call.socket);
   }
   if (call.config_file) {
-    auto cfg = load_config_file(*call.config_file);
+    // The file of any prefork program: sections of its apps (which preforkctl cannot see)
+    // are let through; the rest is checked as preforkd checks it.
+    config_rules rules;
+    rules.unknown = config_rules::unknown_keys::keep_as_section;
+    auto cfg = load_config_file(*call.config_file, rules);
     if (!cfg) return usage_error{cfg.error().message};
     return found(cfg->control);
   }

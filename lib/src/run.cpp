@@ -40,15 +40,29 @@ std::string program_name(int argc, const char* const* argv, const run_options& o
   return std::string(name);
 }
 
-/// The rules the program adds to the file's: its apps (the first is the default app) and
-/// its own defaults, checked like a file.
+/// The rules the program adds to the file's: its apps (the first is the default app), their
+/// own sections, and its defaults, checked like a file.
 boost::system::result<config_rules, config_error> program_rules(const std::vector<app>& apps,
                                                                 const run_options& options) {
   config_rules rules;
-  for (const auto& a : apps) rules.apps.push_back(a.name);
+  const auto own_keys = to_json(default_config()).as_object();
+  for (const auto& a : apps) {
+    rules.apps.push_back(a.name);
+    if (a.config_key.empty()) {
+      if (a.check_config) return config_error{"app \"" + a.name + "\": check_config needs a config_key"};
+      continue;
+    }
+    if (own_keys.contains(a.config_key))
+      return config_error{"app \"" + a.name + "\": its config_key \"" + a.config_key +
+                          "\" is one of prefork's own keys"};
+    rules.sections.push_back({a.config_key, a.check_config});
+  }
   rules.defaults.app = apps.front().name;
   if (!options.defaults.empty()) {
-    auto defaults = parse_config(boost::json::serialize(options.defaults), rules);
+    // The defaults' sections are checked with the file's, once the file may have replaced them.
+    config_rules unchecked = rules;
+    for (auto& section : unchecked.sections) section.check = nullptr;
+    auto defaults = parse_config(boost::json::serialize(options.defaults), unchecked);
     if (!defaults) return config_error{"program defaults: " + defaults.error().message};
     rules.defaults = std::move(*defaults);
   }
@@ -232,10 +246,15 @@ int run(int argc, const char* const* argv, std::vector<app> apps, run_options op
 
   auto notifier = std::make_shared<detail::systemd_notifier>(detail::systemd_notifier::from_environment());
   detail::master_hooks hooks;
-  hooks.reread_config = [command = *command, rules = *rules,
-                         activated_binds]() -> boost::system::result<config, config_error> {
+  hooks.reread_config = [command = *command, rules = *rules, activated_binds,
+                         serving = application->name]() -> boost::system::result<config, config_error> {
     auto next = effective_config(command, rules);
-    if (next && !activated_binds.empty()) next->bind = activated_binds;
+    if (!next) return next;
+    // The master keeps the app it started with: a file naming another would be ignored.
+    if (next->app != serving)
+      return config_error{"\"app\": a reload cannot change the app (serving \"" + serving + "\", the file says \"" +
+                          next->app + "\"): restart the program"};
+    if (!activated_binds.empty()) next->bind = activated_binds;
     return next;
   };
   hooks.notify = [notifier](std::string_view state) {

@@ -387,6 +387,33 @@ BOOST_AUTO_TEST_CASE(repeated_hups_under_mixed_load) {
   require_clean_stop(server);
 }
 
+BOOST_AUTO_TEST_CASE(reload_naming_another_app_keeps_the_running_one) {
+  // The master keeps the app it started with; a file naming another one (registered or
+  // not) is a failed reload, not a generation that silently serves the old app.
+  prefork::testing::server server(reload_options());
+  const auto reload_error = [&](const json::object& changes) -> std::string {
+    rewrite_config(server, changes);
+    try {
+      server.control({{"cmd", "reload"}, {"wait", true}});
+    } catch (const prefork::testing::control_error& e) {
+      BOOST_TEST(e.code() == "reload_failed");
+      return e.what();
+    }
+    return "the reload succeeded";
+  };
+  const auto other = reload_error({{"app", "hello"}});
+  BOOST_TEST(other.find(R"("app": a reload cannot change the app (serving "testbed", the file says "hello"))") !=
+                 std::string::npos,
+             other);
+  const auto unknown = reload_error({{"app", "kv"}});
+  BOOST_TEST(
+      unknown.find(R"("app": unknown app "kv" (this program serves: hello, testbed, echo))") != std::string::npos,
+      unknown);
+  BOOST_TEST(json_int(server.status(), "generation").value_or(-1) == 1);
+  BOOST_TEST(json_string(server.control({{"cmd", "config"}}).as_object(), "app") == "testbed");
+  require_clean_stop(server);
+}
+
 BOOST_AUTO_TEST_CASE(reload_with_a_broken_config_keeps_the_running_generation) {
   prefork::testing::server server(reload_options());
   auto before = worker_pids(server);

@@ -1,5 +1,6 @@
 #include "prefork/cli.hpp"
 
+#include <boost/json/value.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <cstdlib>
@@ -245,6 +246,31 @@ BOOST_AUTO_TEST_CASE(a_programs_rules_give_defaults_and_its_apps) {
   BOOST_TEST(!prefork::effective_config(parse_ok({"-c", file.file.c_str(), "--app", "kv"}), rules).has_value());
   // Without rules (preforkd's parser alone) any name passes; run() then checks it.
   BOOST_TEST(effective_ok(parse_ok({"--app", "anything"})).app == "anything");
+}
+
+BOOST_AUTO_TEST_CASE(an_apps_section_is_checked_once_with_the_file_and_options) {
+  // An app whose section needs a key: each option is checked alone (a one-key document),
+  // which must not make the section look missing.
+  prefork::config_rules rules;
+  rules.apps = {"kv"};
+  rules.defaults.app = "kv";
+  rules.sections = {{"kv", [](const boost::json::value& section) {
+                       if (!section.is_object() || !section.as_object().contains("path"))
+                         throw prefork::config_value_error("path", "is required");
+                     }}};
+  temp_config file(R"({"kv": {"path": "/var/lib/kv"}})");
+  const auto cfg =
+      prefork::effective_config(parse_ok({"-c", file.file.c_str(), "-w", "3", "--app", "kv", "--control", "x"}), rules);
+  BOOST_TEST_REQUIRE(cfg.has_value(), cfg.error().message);
+  BOOST_TEST(cfg->app_section("kv").at("path") == "/var/lib/kv");
+  // Without a file the section is absent, and the app says so.
+  const auto none = prefork::effective_config(parse_ok({"-w", "3"}), rules);
+  BOOST_TEST_REQUIRE(!none.has_value());
+  BOOST_TEST(none.error().message == R"("kv.path": is required)");
+  temp_config empty("{}");
+  const auto without = prefork::effective_config(parse_ok({"-c", empty.file.c_str()}), rules);
+  BOOST_TEST_REQUIRE(!without.has_value());
+  BOOST_TEST(without.error().message == "\"" + empty.file.string() + R"(": "kv.path": is required)");
 }
 
 BOOST_AUTO_TEST_CASE(bad_values_name_the_option) {

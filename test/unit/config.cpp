@@ -3,9 +3,12 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -502,6 +505,164 @@ BOOST_AUTO_TEST_CASE(a_programs_rules_set_defaults_and_apps) {
   BOOST_TEST(empty_name.error().message == R"("app": expected a non-empty string, got "")");
   // Without apps in the rules, any name passes (preforkd's parser alone).
   BOOST_TEST(parse_ok(R"({"app": "anything"})").app == "anything");
+}
+
+namespace {
+
+// An app's section as kv-server reads it: {"max_keys": N >= 1, "timeout": seconds,
+// "limits": {"line": N >= 16}, "name": "..."}, every key optional.
+void check_kv(const boost::json::value& section) {
+  prefork::section_reader reader(section);
+  std::int64_t max_keys = 0;
+  reader.integer("max_keys", 1, max_keys, 1000);
+  std::chrono::milliseconds timeout{0};
+  reader.seconds("timeout", timeout);
+  auto limits = reader.object("limits");
+  std::int64_t line = 0;
+  limits.integer("line", 16, line);
+  limits.reject_unknown_keys();
+  std::string name;
+  reader.text("name", name);
+  bool verbose = false;
+  reader.boolean("verbose", verbose);
+  reader.reject_unknown_keys();
+}
+
+prefork::config_rules kv_rules() {
+  prefork::config_rules rules;
+  rules.apps = {"kv", "echo"};
+  rules.defaults.app = "kv";
+  rules.sections = {{"kv", &check_kv}};
+  return rules;
+}
+
+std::string kv_error_of(std::string_view json_text) {
+  auto parsed = parse_config(json_text, kv_rules());
+  return parsed ? std::string() : parsed.error().message;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(an_apps_section_is_kept_and_checked) {
+  auto parsed = parse_config(R"({"workers": 2, "kv": {"max_keys": 10, "limits": {"line": 64}}})", kv_rules());
+  BOOST_TEST_REQUIRE(parsed.has_value(), parsed.error().message);
+  BOOST_TEST(parsed->app_section("kv") == boost::json::parse(R"({"max_keys": 10, "limits": {"line": 64}})"));
+  BOOST_TEST(parsed->app_section("other").is_null());
+  // Printed back as given, and read again the same.
+  const auto printed = prefork::to_json(*parsed);
+  BOOST_TEST(printed.at("kv") == parsed->app_section("kv"));
+  auto again = parse_config(boost::json::serialize(printed), kv_rules());
+  BOOST_TEST_REQUIRE(again.has_value(), again.error().message);
+  check_same(*parsed, *again);
+  BOOST_TEST(again->app_sections == parsed->app_sections);
+
+  // Absent, the check runs with null (every key absent), and nothing is kept.
+  auto absent = parse_config("{}", kv_rules());
+  BOOST_TEST_REQUIRE(absent.has_value(), absent.error().message);
+  BOOST_TEST(absent->app_sections.empty());
+  // Selected or not, the section is the file's: checked the same while echo serves.
+  BOOST_TEST(kv_error_of(R"({"app": "echo", "kv": {"max_keys": 10}})").empty());
+  BOOST_TEST(kv_error_of(R"({"app": "echo", "kv": {"max_keys": 0}})") ==
+             R"("kv.max_keys": expected an integer >= 1, got 0)");
+}
+
+BOOST_AUTO_TEST_CASE(an_apps_section_errors_name_the_whole_key) {
+  BOOST_TEST(kv_error_of(R"({"kv": {"max_keys": "x"}})") == R"("kv.max_keys": expected an integer >= 1, got "x")");
+  BOOST_TEST(kv_error_of(R"({"kv": {"max_keys": 5000}})") == R"("kv.max_keys": must be at most 1000, got 5000)");
+  BOOST_TEST(kv_error_of(R"({"kv": {"max_keys": 2.5}})") == R"("kv.max_keys": expected an integer >= 1, got 2.5)");
+  BOOST_TEST(kv_error_of(R"({"kv": {"timeout": 0}})") == R"("kv.timeout": expected a number of seconds > 0, got 0)");
+  BOOST_TEST(kv_error_of(R"({"kv": {"name": ""}})") == R"("kv.name": expected a non-empty string, got "")");
+  BOOST_TEST(kv_error_of(R"({"kv": {"verbose": 1}})") == R"("kv.verbose": expected true or false, got 1)");
+  BOOST_TEST(kv_error_of(R"({"kv": {"limits": {"line": 4}}})") ==
+             R"("kv.limits.line": expected an integer >= 16, got 4)");
+  BOOST_TEST(kv_error_of(R"({"kv": {"limits": []}})") == R"("kv.limits": expected an object, got an empty array)");
+  BOOST_TEST(kv_error_of(R"({"kv": {"colour": "red"}})") == R"(unknown key "kv.colour")");
+  BOOST_TEST(kv_error_of(R"({"kv": {"limits": {"lines": 20}}})") == R"(unknown key "kv.limits.lines")");
+  BOOST_TEST(kv_error_of(R"({"kv": 3})") == R"("kv": expected an object, got 3)");
+  // prefork's own keys come first; an unknown top-level key is still an error.
+  BOOST_TEST(kv_error_of(R"({"kv": {"max_keys": "x"}, "workers": 0})") ==
+             R"("workers": expected an integer >= 1 or "auto", got 0)");
+  BOOST_TEST(kv_error_of(R"({"kv": {}, "kvv": {}})") == R"(unknown key "kvv")");
+  // Without the app's rule, its section is an unknown key as before.
+  BOOST_TEST(error_of(R"({"kv": {"max_keys": 10}})") == R"(unknown key "kv")");
+
+  // Any other exception of a check names the section and says what().
+  prefork::config_rules throwing = kv_rules();
+  throwing.sections = {{"kv", [](const boost::json::value&) { throw std::runtime_error("no database here"); }}};
+  auto failed = parse_config("{}", throwing);
+  BOOST_TEST_REQUIRE(!failed.has_value());
+  BOOST_TEST(failed.error().message == R"("kv": no database here)");
+  // A section without a check is kept as given.
+  prefork::config_rules unchecked = kv_rules();
+  unchecked.sections = {{"kv", nullptr}};
+  auto kept = parse_config(R"({"kv": [1, 2]})", unchecked);
+  BOOST_TEST_REQUIRE(kept.has_value(), kept.error().message);
+  BOOST_TEST(kept->app_section("kv") == boost::json::parse("[1, 2]"));
+}
+
+BOOST_AUTO_TEST_CASE(a_files_section_replaces_a_defaults_whole) {
+  prefork::config_rules rules = kv_rules();
+  rules.defaults.app_sections["kv"] = {{"max_keys", 5}, {"name", "default"}};
+  auto parsed = parse_config(R"({"kv": {"name": "file"}})", rules);
+  BOOST_TEST_REQUIRE(parsed.has_value(), parsed.error().message);
+  BOOST_TEST(parsed->app_section("kv") == boost::json::parse(R"({"name": "file"})"));
+  auto defaults = parse_config("{}", rules);
+  BOOST_TEST_REQUIRE(defaults.has_value(), defaults.error().message);
+  BOOST_TEST(defaults->app_section("kv").at("max_keys") == 5);
+  // The defaults' section is checked like the file's.
+  rules.defaults.app_sections["kv"] = {{"max_keys", 0}};
+  BOOST_TEST(parse_config("{}", rules).error().message == R"("kv.max_keys": expected an integer >= 1, got 0)");
+}
+
+BOOST_AUTO_TEST_CASE(sections_of_apps_nobody_registered_can_be_kept) {
+  // preforkctl -c FILE: a program's file, whose apps it cannot see.
+  prefork::config_rules foreign;
+  foreign.unknown = prefork::config_rules::unknown_keys::keep_as_section;
+  auto parsed =
+      parse_config(R"({"control": "kv.ctl", "kv": {"max_keys": "unchecked"}, "log": {"level": "debug"}})", foreign);
+  BOOST_TEST_REQUIRE(parsed.has_value(), parsed.error().message);
+  BOOST_TEST(parsed->control == "kv.ctl");
+  BOOST_TEST(parsed->app_section("kv").at("max_keys") == "unchecked");
+  BOOST_TEST(!parsed->app_sections.contains("log"));  // prefork's own nested keys stay its own
+  BOOST_TEST((parsed->log.level == prefork::log_level::debug));
+  // Only objects can be sections: a scalar is still a typo.
+  BOOST_TEST(parse_config(R"({"wrokers": 2})", foreign).error().message == R"(unknown key "wrokers")");
+  BOOST_TEST(parse_config(R"({"log": {"levle": "debug"}})", foreign).error().message == R"(unknown key "log.levle")");
+}
+
+BOOST_AUTO_TEST_CASE(section_reader_alone) {
+  // What an app's worker hook does with a checked section.
+  const auto section = boost::json::parse(R"({"max_keys": 7, "timeout": 0.25, "grace": 0, "name": "n", "free": [1]})");
+  prefork::section_reader reader(section);
+  std::int64_t max_keys = 1;
+  reader.integer("max_keys", 1, max_keys);
+  std::chrono::milliseconds timeout{0};
+  reader.seconds("timeout", timeout);
+  std::chrono::milliseconds grace{5};
+  reader.seconds("grace", grace, prefork::section_reader::zero::allowed);
+  BOOST_CHECK_THROW(reader.seconds("grace", grace), prefork::config_value_error);  // 0 is rejected by default
+  std::string name;
+  reader.text("name", name);
+  std::int64_t absent = 42;
+  reader.integer("absent", 0, absent);
+  BOOST_TEST(max_keys == 7);
+  BOOST_TEST(timeout.count() == 250);
+  BOOST_TEST(grace.count() == 0);
+  BOOST_TEST(name == "n");
+  BOOST_TEST(absent == 42);
+  BOOST_CHECK_THROW(reader.reject_unknown_keys(), prefork::config_value_error);
+  BOOST_TEST(reader.find("free")->is_array());
+  BOOST_CHECK_NO_THROW(reader.reject_unknown_keys());
+  try {
+    reader.fail("max_keys", "too many for this machine");
+    BOOST_FAIL("fail() returned");
+  } catch (const prefork::config_value_error& e) {
+    BOOST_TEST(e.key() == "max_keys");
+    BOOST_TEST(e.why() == "too many for this machine");
+    BOOST_TEST(std::string(e.what()) == R"("max_keys": too many for this machine)");
+  }
+  BOOST_CHECK_THROW(prefork::section_reader(boost::json::value("x")), prefork::config_value_error);
+  BOOST_TEST(prefork::describe_config_value(boost::json::value(boost::json::array{})) == "an empty array");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -554,6 +554,26 @@ BOOST_AUTO_TEST_CASE(reopen_logs_and_config) {
   BOOST_TEST(json::parse(result.out) == json::value(server.target.config_value));
 }
 
+BOOST_AUTO_TEST_CASE(config_file_of_a_program_with_its_own_sections) {
+  // preforkctl cannot see the program's apps: their sections pass, the rest is checked.
+  server_thread server;
+  temp_dir dir;
+  std::ofstream(dir / "kv.json") << R"({"control": ")" << server.path
+                                 << R"(", "app": "kv", "kv": {"max_keys": 10}, "log": {"level": "info"}})";
+  auto result = ctl({"-c", dir / "kv.json", "ping"});
+  BOOST_TEST(result.code == 0, result.err);
+  BOOST_TEST(result.out == "pong\n");
+
+  std::ofstream(dir / "typo.json") << R"({"control": ")" << server.path << R"(", "workrs": 2})";
+  auto typo = ctl({"-c", dir / "typo.json", "ping"});
+  BOOST_TEST(typo.code == 2);
+  BOOST_TEST(typo.err.find(R"(unknown key "workrs")") != std::string::npos, typo.err);
+  std::ofstream(dir / "nested.json") << R"({"control": ")" << server.path << R"(", "log": {"levle": "info"}})";
+  auto nested = ctl({"-c", dir / "nested.json", "ping"});
+  BOOST_TEST(nested.code == 2);
+  BOOST_TEST(nested.err.find(R"(unknown key "log.levle")") != std::string::npos, nested.err);
+}
+
 BOOST_AUTO_TEST_CASE(socket_from_config_env_and_default) {
   server_thread server;
   temp_dir dir;

@@ -8,6 +8,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <cstdint>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -184,6 +185,68 @@ BOOST_AUTO_TEST_CASE(usage_errors_carry_the_programs_name) {
   const auto result = call_run({"--frobnicate"}, two_apps(), api_identity());
   BOOST_TEST(result.status == 2, result.describe());
   BOOST_TEST(result.err == "api: unrecognised option '--frobnicate' (see --help)\n");
+}
+
+// An app with its own section "api": {"limit": N >= 1}.
+prefork::app api_with_section() {
+  prefork::app api{"api", &serve_nothing};
+  api.config_key = "api";
+  api.check_config = [](const json::value& section) {
+    prefork::section_reader reader(section);
+    std::int64_t limit = 1;
+    reader.integer("limit", 1, limit);
+    reader.reject_unknown_keys();
+  };
+  return api;
+}
+
+BOOST_AUTO_TEST_CASE(an_apps_section_is_checked_and_printed) {
+  prefork::unit_support::temp_dir dir;
+  std::ofstream(dir / "good.json") << R"({"api": {"limit": 3}})";
+  std::ofstream(dir / "bad.json") << R"({"api": {"limit": "x"}})";
+  std::ofstream(dir / "typo.json") << R"({"api": {"limmit": 3}})";
+  std::ofstream(dir / "other.json") << R"({"apj": {"limit": 3}})";
+  const std::vector<prefork::app> apps{api_with_section(), {"admin", &serve_nothing}};
+
+  const auto good = call_run({"--check-config", "-c", dir / "good.json"}, apps, api_identity());
+  BOOST_TEST_REQUIRE(good.status == 0, good.describe());
+  BOOST_TEST(effective(good).at("api") == json::parse(R"({"limit": 3})"));
+  // The section is checked while another app serves too.
+  const auto admin = call_run({"--check-config", "-c", dir / "good.json", "--app", "admin"}, apps, api_identity());
+  BOOST_TEST(admin.status == 0, admin.describe());
+
+  const auto bad = call_run({"--check-config", "-c", dir / "bad.json"}, apps, api_identity());
+  BOOST_TEST(bad.status == 2, bad.describe());
+  BOOST_TEST(bad.err == "api: \"" + (dir / "bad.json") + "\": \"api.limit\": expected an integer >= 1, got \"x\"\n");
+  const auto typo = call_run({"-c", dir / "typo.json"}, apps, api_identity());
+  BOOST_TEST(typo.status == 2, typo.describe());
+  BOOST_TEST(typo.err == "api: \"" + (dir / "typo.json") + "\": unknown key \"api.limmit\"\n");
+  const auto other = call_run({"-c", dir / "other.json"}, apps, api_identity());
+  BOOST_TEST(other.status == 2, other.describe());
+  BOOST_TEST(other.err == "api: \"" + (dir / "other.json") + "\": unknown key \"apj\"\n");
+
+  // Program defaults may hold the section; the file's replaces it, and either is checked.
+  auto options = api_identity();
+  options.defaults = {{"api", {{"limit", 0}}}};
+  const auto bad_default = call_run({"--check-config"}, apps, options);
+  BOOST_TEST(bad_default.status == 2, bad_default.describe());
+  BOOST_TEST(bad_default.err == "api: \"api.limit\": expected an integer >= 1, got 0\n");
+  const auto replaced = call_run({"--check-config", "-c", dir / "good.json"}, apps, options);
+  BOOST_TEST(replaced.status == 0, replaced.describe());
+}
+
+BOOST_AUTO_TEST_CASE(an_apps_config_key_must_be_its_own) {
+  auto clash = api_with_section();
+  clash.config_key = "http";
+  const auto result = call_run({"--check-config"}, {clash}, api_identity());
+  BOOST_TEST(result.status == 2, result.describe());
+  BOOST_TEST(result.err == "api: app \"api\": its config_key \"http\" is one of prefork's own keys\n");
+
+  auto keyless = api_with_section();
+  keyless.config_key.clear();
+  const auto no_key = call_run({"--version"}, {keyless}, api_identity());
+  BOOST_TEST(no_key.status == 2, no_key.describe());
+  BOOST_TEST(no_key.err == "api: app \"api\": check_config needs a config_key\n");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

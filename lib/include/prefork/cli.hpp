@@ -55,9 +55,10 @@ std::string usage_text(std::string_view program_name, const help_details& detail
 /// file's bind list; -w, --app, --exec, --control and --log-level override. Values are
 /// checked with the file's rules; errors name the option (`"--workers": expected an
 /// integer >= 1 or "auto", got "lots"`) or the file and key, or say why the file cannot be
-/// read.
+/// read. Without a file the defaults are checked as an empty file would be (an app's
+/// check_config runs with its section absent).
 boost::system::result<config, config_error> effective_config(const command_line& command);
-/// The same with a program's defaults and apps (config.hpp).
+/// The same with a program's defaults, apps and app sections (config.hpp).
 boost::system::result<config, config_error> effective_config(const command_line& command, const config_rules& rules);
 
 }  // namespace prefork
