@@ -20,7 +20,7 @@ prefork_source=$(cd "$source/../.." && pwd)
 "$cmake" --install "$build" --prefix "$work/prefix" > "$work/install.log"
 
 for file in cmake/prefork/preforkConfig.cmake cmake/prefork/preforkConfigVersion.cmake \
-            include/prefork/run.hpp include/prefork/http.hpp include/prefork/detail/channel.hpp bin/preforkd bin/preforkctl; do
+            include/prefork/run.hpp include/prefork/http.hpp bin/preforkd bin/preforkctl; do
   found=$(find "$work/prefix" -path "*/$file" | head -n 1)
   [ -n "$found" ] || { echo "not installed: $file" >&2; exit 1; }
 done

@@ -2,8 +2,8 @@
 // byte 0 % 40 descriptors (the rest of the input is the message), read_progress and
 // read_listener_index on what it accepts, and decode_worker_message on the message as a
 // control payload (a message that decodes must encode and decode to the same message).
-#include "prefork/detail/channel.hpp"
-#include "prefork/detail/worker_message.hpp"
+#include "channel/channel.hpp"
+#include "channel/worker_message.hpp"
 
 #include <cstddef>
 #include <cstdint>

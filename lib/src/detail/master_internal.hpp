@@ -4,8 +4,9 @@
 // restart_backoff, heartbeat_deadline, worker_state, reload_sequencer).
 #pragma once
 
-#include "prefork/detail/ack_ledger.hpp"
-#include "prefork/detail/channel.hpp"
+#include "channel/ack_ledger.hpp"
+#include "channel/channel.hpp"
+#include "channel/worker_message.hpp"
 #include "prefork/detail/control_server.hpp"
 #include "prefork/detail/control_target.hpp"
 #include "prefork/detail/heartbeat_deadline.hpp"
@@ -13,7 +14,6 @@
 #include "prefork/detail/metrics.hpp"
 #include "prefork/detail/reload_sequencer.hpp"
 #include "prefork/detail/restart_backoff.hpp"
-#include "prefork/detail/worker_message.hpp"
 #include "prefork/detail/worker_state.hpp"
 #include "prefork/dispatch.hpp"
 

@@ -1,10 +1,10 @@
 #include "prefork/detail/worker_runtime.hpp"
 
+#include "channel/channel.hpp"
+#include "channel/worker_message.hpp"
 #include "prefork/connection.hpp"
-#include "prefork/detail/channel.hpp"
 #include "prefork/detail/signal_reader.hpp"
 #include "prefork/detail/worker_drain.hpp"
-#include "prefork/detail/worker_message.hpp"
 #include "prefork/log.hpp"
 #include "prefork/worker_context.hpp"
 

@@ -1,4 +1,4 @@
-#include "prefork/detail/channel.hpp"
+#include "channel/channel.hpp"
 
 #include "prefork/error.hpp"
 

@@ -1,4 +1,4 @@
-#include "prefork/detail/ack_ledger.hpp"
+#include "channel/ack_ledger.hpp"
 
 #include <boost/test/unit_test.hpp>
 

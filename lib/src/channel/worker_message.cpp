@@ -1,4 +1,4 @@
-#include "prefork/detail/worker_message.hpp"
+#include "channel/worker_message.hpp"
 
 #include "prefork/error.hpp"
 

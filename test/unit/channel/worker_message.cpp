@@ -1,6 +1,6 @@
 // The JSON control messages of a worker's channel: every kind round-trips, and every
 // malformed payload is frame_malformed (never a silently truncated field).
-#include "prefork/detail/worker_message.hpp"
+#include "channel/worker_message.hpp"
 
 #include "prefork/error.hpp"
 
