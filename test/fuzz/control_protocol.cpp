@@ -2,7 +2,7 @@
 // reads of a size chosen by byte 0, with a line limit chosen by byte 1) and every line goes
 // through parse_control_request; each error reply must serialize to valid JSON. The events
 // are compared with a reference splitter (a line longer than the limit is one too_large).
-#include "prefork/detail/control_protocol.hpp"
+#include "control/control_protocol.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>

@@ -1,8 +1,8 @@
 // The control socket through a real preforkd (SPEC section 3): every command and its
 // result, every error code on a connection that stays usable, a foreign user's
 // `forbidden` reply, and idle control connections beside service (with the cap on them).
+#include "control/control_server.hpp"
 #include "prefork/control_client.hpp"
-#include "prefork/detail/control_server.hpp"
 #include "prefork/testing.hpp"
 #include "support/http_client.hpp"
 #include "support/json_fields.hpp"

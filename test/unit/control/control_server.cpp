@@ -1,4 +1,4 @@
-#include "prefork/detail/control_server.hpp"
+#include "control/control_server.hpp"
 
 #include "prefork/log.hpp"
 #include "unit_support/temp_dir.hpp"

@@ -3,7 +3,7 @@
 // error reply, and serializing replies. Everything here is pure, so it can be fuzzed.
 #pragma once
 
-#include "prefork/detail/control_target.hpp"
+#include "control/control_target.hpp"
 
 #include <boost/json/fwd.hpp>
 #include <boost/system/result.hpp>

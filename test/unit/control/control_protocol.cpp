@@ -1,4 +1,4 @@
-#include "prefork/detail/control_protocol.hpp"
+#include "control/control_protocol.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>

@@ -3,8 +3,8 @@
 // deadline, runs each command against a control_target and writes the replies in order.
 #pragma once
 
-#include "prefork/detail/control_protocol.hpp"
-#include "prefork/detail/control_target.hpp"
+#include "control/control_protocol.hpp"
+#include "control/control_target.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 

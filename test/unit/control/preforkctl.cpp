@@ -1,7 +1,7 @@
 #include "prefork/preforkctl.hpp"
 
+#include "control/control_server.hpp"
 #include "prefork/control_client.hpp"
-#include "prefork/detail/control_server.hpp"
 #include "unit_support/temp_dir.hpp"
 #include "unit_support/unix_listener.hpp"
 
