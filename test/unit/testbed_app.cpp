@@ -5,10 +5,10 @@
 
 #include "prefork/config.hpp"
 #include "prefork/connection.hpp"
-#include "prefork/detail/worker_drain.hpp"
 #include "prefork/log.hpp"
 #include "prefork/worker_context.hpp"
 #include "unit_support/raw_http.hpp"
+#include "worker/worker_drain.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

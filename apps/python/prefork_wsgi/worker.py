@@ -1,6 +1,6 @@
 """The worker: one single-threaded selectors loop over the channel, the client connections,
 the signal wake-up descriptor and the timers. It speaks the channel protocol exactly as the
-C++ worker (lib/src/detail/worker_runtime.cpp) does; lib/PROTOCOL.md is the reference.
+C++ worker (lib/src/worker/worker_runtime.cpp) does; lib/PROTOCOL.md is the reference.
 
 - Handed-off descriptors are acknowledged (a progress frame) one at a time, each just
   before the worker starts on it, and never read before: until the master has the

@@ -4,8 +4,8 @@
 
 #include "prefork/detail/fd_limits.hpp"
 #include "prefork/detail/signal_reader.hpp"
-#include "prefork/detail/worker_exec.hpp"
 #include "prefork/log.hpp"
+#include "worker/worker_exec.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

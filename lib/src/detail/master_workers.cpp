@@ -2,9 +2,9 @@
 // desired count, retiring, recycling and heartbeat timeouts.
 #include "master_internal.hpp"
 
-#include "prefork/detail/worker_exec.hpp"
-#include "prefork/detail/worker_runtime.hpp"
 #include "prefork/log.hpp"
+#include "worker/worker_exec.hpp"
+#include "worker/worker_runtime.hpp"
 
 #include <algorithm>
 #include <cerrno>

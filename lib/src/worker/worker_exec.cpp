@@ -1,4 +1,4 @@
-#include "prefork/detail/worker_exec.hpp"
+#include "worker/worker_exec.hpp"
 
 #include "prefork/log.hpp"
 

@@ -4,7 +4,7 @@
 #include "prefork/worker_context.hpp"
 
 #include "prefork/connection.hpp"
-#include "prefork/detail/worker_drain.hpp"
+#include "worker/worker_drain.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

@@ -1,12 +1,12 @@
-#include "prefork/detail/worker_runtime.hpp"
+#include "worker/worker_runtime.hpp"
 
 #include "channel/channel.hpp"
 #include "channel/worker_message.hpp"
 #include "prefork/connection.hpp"
 #include "prefork/detail/signal_reader.hpp"
-#include "prefork/detail/worker_drain.hpp"
 #include "prefork/log.hpp"
 #include "prefork/worker_context.hpp"
+#include "worker/worker_drain.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

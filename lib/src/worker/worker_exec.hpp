@@ -3,7 +3,7 @@
 // (lib/PROTOCOL.md) exactly as the C++ worker runtime does.
 #pragma once
 
-#include "prefork/detail/worker_runtime.hpp"
+#include "worker/worker_runtime.hpp"
 
 #include <string>
 #include <vector>

@@ -1,6 +1,6 @@
 // exec_environment: what an exec'd worker finds in its environment (lib/PROTOCOL.md): the
 // master's variables minus systemd's and stale PREFORK_* ones, plus the protocol's own.
-#include "prefork/detail/worker_exec.hpp"
+#include "worker/worker_exec.hpp"
 
 #include "prefork/config.hpp"
 
