@@ -1,5 +1,6 @@
 #include "prefork/run.hpp"
 
+#include "ops/systemd_notify.hpp"
 #include "prefork/cli.hpp"
 #include "prefork/config.hpp"
 #include "prefork/detail/fd_limits.hpp"
@@ -7,7 +8,6 @@
 #include "prefork/detail/master.hpp"
 #include "prefork/detail/signal_reader.hpp"
 #include "prefork/detail/socket_activation.hpp"
-#include "prefork/detail/systemd_notify.hpp"
 #include "prefork/detail/upgrade_handover.hpp"
 #include "prefork/log.hpp"
 

@@ -2,7 +2,7 @@
 // endpoint, and systemd notifications with the watchdog.
 #include "master_internal.hpp"
 
-#include "prefork/detail/metrics_endpoint.hpp"
+#include "ops/metrics_endpoint.hpp"
 #include "prefork/log.hpp"
 
 #include <boost/asio/as_tuple.hpp>

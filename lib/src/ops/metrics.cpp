@@ -1,4 +1,4 @@
-#include "prefork/detail/metrics.hpp"
+#include "ops/metrics.hpp"
 
 #include <algorithm>
 #include <charconv>

@@ -1,4 +1,4 @@
-#include "prefork/detail/systemd_notify.hpp"
+#include "ops/systemd_notify.hpp"
 
 #include <cerrno>
 #include <charconv>

@@ -1,6 +1,6 @@
 // systemd_notifier against real AF_UNIX datagram sockets (a path and an abstract name)
 // standing in for the service manager, and the parsing of the watchdog variables.
-#include "prefork/detail/systemd_notify.hpp"
+#include "ops/systemd_notify.hpp"
 
 #include "unit_support/temp_dir.hpp"
 

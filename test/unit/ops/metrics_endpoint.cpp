@@ -1,6 +1,6 @@
 // serve_metrics_connection over a real socketpair: routing, limits and deadlines of the
 // HTTP loop it shares with the apps, keep-alive, and a render() that throws.
-#include "prefork/detail/metrics_endpoint.hpp"
+#include "ops/metrics_endpoint.hpp"
 
 #include "prefork/config.hpp"
 #include "unit_support/raw_http.hpp"

@@ -1,5 +1,5 @@
 // The metrics endpoint: one route on the library's HTTP loop, served by the master.
-#include "prefork/detail/metrics_endpoint.hpp"
+#include "ops/metrics_endpoint.hpp"
 
 #include "prefork/http/app.hpp"
 #include "prefork/log.hpp"

@@ -1,7 +1,7 @@
 // latency_histogram and render_metrics: the text is parsed back by a small exposition-format
 // parser that enforces the format's rules (HELP/TYPE once per family and before its samples,
 // grouped samples, valid names and values, unique series, cumulative histogram buckets).
-#include "prefork/detail/metrics.hpp"
+#include "ops/metrics.hpp"
 
 #include <boost/test/unit_test.hpp>
 
