@@ -1,13 +1,13 @@
 #include "prefork/run.hpp"
 
+#include "net/fd_limits.hpp"
+#include "net/listener.hpp"
+#include "net/socket_activation.hpp"
 #include "ops/systemd_notify.hpp"
 #include "prefork/cli.hpp"
 #include "prefork/config.hpp"
-#include "prefork/detail/fd_limits.hpp"
-#include "prefork/detail/listener.hpp"
 #include "prefork/detail/master.hpp"
 #include "prefork/detail/signal_reader.hpp"
-#include "prefork/detail/socket_activation.hpp"
 #include "prefork/detail/upgrade_handover.hpp"
 #include "prefork/log.hpp"
 

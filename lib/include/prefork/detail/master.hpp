@@ -3,9 +3,9 @@
 // stops them, and never loses a connection it accepted.
 #pragma once
 
+#include "net/listener.hpp"
 #include "prefork/app.hpp"
 #include "prefork/config.hpp"
-#include "prefork/detail/listener.hpp"
 #include "prefork/detail/master_stats.hpp"
 #include "prefork/dispatch.hpp"
 

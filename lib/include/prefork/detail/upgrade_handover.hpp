@@ -3,7 +3,7 @@
 // by PREFORK_UPGRADE_READY_FD once the first generation serves.
 #pragma once
 
-#include "prefork/detail/listener.hpp"
+#include "net/listener.hpp"
 
 #include <map>
 #include <string>

@@ -1,4 +1,4 @@
-#include "prefork/detail/listener.hpp"
+#include "net/listener.hpp"
 
 #include <boost/system/system_error.hpp>
 #include <boost/throw_exception.hpp>

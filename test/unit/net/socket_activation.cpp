@@ -1,6 +1,6 @@
 // inherited_sockets() with real listening sockets placed at descriptors 3, 4, ... in a forked
 // child (as a service manager would pass them), and its answers to malformed environments.
-#include "prefork/detail/socket_activation.hpp"
+#include "net/socket_activation.hpp"
 
 #include <boost/system/errc.hpp>
 #include <boost/test/unit_test.hpp>

@@ -1,4 +1,4 @@
-#include "prefork/detail/listener.hpp"
+#include "net/listener.hpp"
 
 #include "unit_support/child_exit.hpp"
 #include "unit_support/temp_dir.hpp"

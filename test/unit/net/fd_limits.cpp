@@ -1,4 +1,4 @@
-#include "prefork/detail/fd_limits.hpp"
+#include "net/fd_limits.hpp"
 
 #include "unit_support/child_exit.hpp"
 

@@ -1,4 +1,4 @@
-#include "prefork/detail/socket_activation.hpp"
+#include "net/socket_activation.hpp"
 
 #include <boost/system/errc.hpp>
 
