@@ -1,5 +1,6 @@
 #include "prefork/run.hpp"
 
+#include "core/signal_reader.hpp"
 #include "net/fd_limits.hpp"
 #include "net/listener.hpp"
 #include "net/socket_activation.hpp"
@@ -7,7 +8,6 @@
 #include "prefork/cli.hpp"
 #include "prefork/config.hpp"
 #include "prefork/detail/master.hpp"
-#include "prefork/detail/signal_reader.hpp"
 #include "prefork/detail/upgrade_handover.hpp"
 #include "prefork/log.hpp"
 

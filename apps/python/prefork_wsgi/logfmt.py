@@ -1,4 +1,4 @@
-"""The worker's log lines, in the master's formats (lib/src/log.cpp), one write(2) each:
+"""The worker's log lines, in the master's formats (lib/src/core/log.cpp), one write(2) each:
 
 text: 2026-11-26T16:02:23.123Z info    worker.3[1235] message key=value key2="two words"
 json: {"ts":"...","level":"info","role":"worker","pid":1235,"worker":3,"msg":"message","key":"value"}

@@ -2,8 +2,8 @@
 // waiters, the tick, signals) and run_master.
 #include "master_internal.hpp"
 
+#include "core/signal_reader.hpp"
 #include "net/fd_limits.hpp"
-#include "prefork/detail/signal_reader.hpp"
 #include "prefork/log.hpp"
 #include "worker/worker_exec.hpp"
 

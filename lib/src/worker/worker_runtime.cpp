@@ -2,8 +2,8 @@
 
 #include "channel/channel.hpp"
 #include "channel/worker_message.hpp"
+#include "core/signal_reader.hpp"
 #include "prefork/connection.hpp"
-#include "prefork/detail/signal_reader.hpp"
 #include "prefork/log.hpp"
 #include "prefork/worker_context.hpp"
 #include "worker/worker_drain.hpp"

@@ -1,4 +1,4 @@
-#include "prefork/detail/signal_reader.hpp"
+#include "core/signal_reader.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
