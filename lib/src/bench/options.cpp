@@ -1,7 +1,7 @@
 #include "prefork/bench.hpp"
 #include "prefork/bind_address.hpp"
 
-#include "prefork/detail/parse_options.hpp"
+#include "config/parse_options.hpp"
 
 #include <boost/program_options.hpp>
 

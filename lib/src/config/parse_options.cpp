@@ -1,4 +1,4 @@
-#include "prefork/detail/parse_options.hpp"
+#include "config/parse_options.hpp"
 
 #include <boost/program_options/parsers.hpp>
 

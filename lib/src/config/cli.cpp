@@ -1,6 +1,6 @@
 #include "prefork/cli.hpp"
 
-#include "prefork/detail/parse_options.hpp"
+#include "config/parse_options.hpp"
 #include <boost/json.hpp>
 
 #include <boost/program_options.hpp>
