@@ -1,14 +1,14 @@
 #include "prefork/run.hpp"
 
 #include "core/signal_reader.hpp"
+#include "master/master.hpp"
+#include "master/upgrade_handover.hpp"
 #include "net/fd_limits.hpp"
 #include "net/listener.hpp"
 #include "net/socket_activation.hpp"
 #include "ops/systemd_notify.hpp"
 #include "prefork/cli.hpp"
 #include "prefork/config.hpp"
-#include "prefork/detail/master.hpp"
-#include "prefork/detail/upgrade_handover.hpp"
 #include "prefork/log.hpp"
 
 #include <boost/json.hpp>

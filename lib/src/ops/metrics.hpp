@@ -3,7 +3,7 @@
 // exposition format 0.0.4.
 #pragma once
 
-#include "prefork/detail/master_stats.hpp"
+#include "master/master_stats.hpp"
 
 #include <array>
 #include <chrono>

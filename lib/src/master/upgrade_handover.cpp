@@ -1,6 +1,6 @@
-#include "prefork/detail/upgrade_handover.hpp"
+#include "master/upgrade_handover.hpp"
 
-#include "prefork/detail/master.hpp"
+#include "master/master.hpp"
 
 #include <charconv>
 #include <cstdlib>

@@ -1,4 +1,4 @@
-#include "prefork/detail/worker_state.hpp"
+#include "master/worker_state.hpp"
 
 namespace prefork::detail {
 

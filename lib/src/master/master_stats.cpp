@@ -1,4 +1,4 @@
-#include "prefork/detail/master_stats.hpp"
+#include "master/master_stats.hpp"
 
 namespace prefork::detail {
 

@@ -9,12 +9,12 @@
 #include "channel/worker_message.hpp"
 #include "control/control_server.hpp"
 #include "control/control_target.hpp"
+#include "master/heartbeat_deadline.hpp"
+#include "master/master.hpp"
+#include "master/reload_sequencer.hpp"
+#include "master/restart_backoff.hpp"
+#include "master/worker_state.hpp"
 #include "ops/metrics.hpp"
-#include "prefork/detail/heartbeat_deadline.hpp"
-#include "prefork/detail/master.hpp"
-#include "prefork/detail/reload_sequencer.hpp"
-#include "prefork/detail/restart_backoff.hpp"
-#include "prefork/detail/worker_state.hpp"
 #include "prefork/dispatch.hpp"
 
 #include <boost/asio/io_context.hpp>

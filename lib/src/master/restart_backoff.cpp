@@ -1,4 +1,4 @@
-#include "prefork/detail/restart_backoff.hpp"
+#include "master/restart_backoff.hpp"
 
 #include <algorithm>
 #include <limits>

@@ -1,4 +1,4 @@
-#include "prefork/detail/master_stats.hpp"
+#include "master/master_stats.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <boost/test/unit_test.hpp>

@@ -3,10 +3,10 @@
 // stops them, and never loses a connection it accepted.
 #pragma once
 
+#include "master/master_stats.hpp"
 #include "net/listener.hpp"
 #include "prefork/app.hpp"
 #include "prefork/config.hpp"
-#include "prefork/detail/master_stats.hpp"
 #include "prefork/dispatch.hpp"
 
 #include <boost/system/result.hpp>

@@ -1,4 +1,4 @@
-#include "prefork/detail/heartbeat_deadline.hpp"
+#include "master/heartbeat_deadline.hpp"
 
 #include <boost/test/unit_test.hpp>
 

@@ -1,4 +1,4 @@
-#include "prefork/detail/reload_sequencer.hpp"
+#include "master/reload_sequencer.hpp"
 
 namespace prefork::detail {
 
