@@ -24,6 +24,11 @@ for file in cmake/prefork/preforkConfig.cmake cmake/prefork/preforkConfigVersion
   found=$(find "$work/prefix" -path "*/$file" | head -n 1)
   [ -n "$found" ] || { echo "not installed: $file" >&2; exit 1; }
 done
+# Only the API is installed: the implementation's headers stay in prefork's source tree.
+if [ -e "$work/prefix/include/prefork/detail" ] || find "$work/prefix/include" -name master.hpp | grep -q .; then
+  echo "implementation headers were installed (only lib/include/prefork is API)" >&2
+  exit 1
+fi
 library=$(find "$work/prefix" -name libprefork.a | head -n 1)
 if ! grep -q '^PREFORK_INSTALL_DEBUG_INFO:BOOL=ON' "$build/CMakeCache.txt" &&
    objdump -h "$library" | grep -q '\.debug_info'; then

@@ -2,7 +2,7 @@
 response heads. No sockets and no clock beyond the Date header: the worker feeds bytes in
 and writes what comes out.
 
-The rules follow the C++ HTTP apps (lib/src/http_apps.cpp): request line and header over
+The rules follow the C++ HTTP apps (lib/src/http/serve.cpp): request line and header over
 max_header_bytes -> 431; bad syntax -> 400; a body over max_body_bytes -> 413 (at once for
 a Content-Length, per chunk for chunked); a Transfer-Encoding that does not end in chunked
 -> 400; every error response says `Connection: close`. Responses always carry
