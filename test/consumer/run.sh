@@ -29,12 +29,16 @@ if [ -e "$work/prefix/include/prefork/detail" ] || find "$work/prefix/include" -
   echo "implementation headers were installed (only lib/include/prefork is API)" >&2
   exit 1
 fi
+for name in libprefork.a libprefork_testing.a libprefork_bench.a; do
+  library=$(find "$work/prefix" -name "$name" | head -n 1)
+  [ -n "$library" ] || { echo "not installed: $name" >&2; exit 1; }
+  if ! grep -q '^PREFORK_INSTALL_DEBUG_INFO:BOOL=ON' "$build/CMakeCache.txt" &&
+     objdump -h "$library" | grep -q '\.debug_info'; then
+    echo "the installed $library carries debug info (only PREFORK_INSTALL_DEBUG_INFO=ON may keep it)" >&2
+    exit 1
+  fi
+done
 library=$(find "$work/prefix" -name libprefork.a | head -n 1)
-if ! grep -q '^PREFORK_INSTALL_DEBUG_INFO:BOOL=ON' "$build/CMakeCache.txt" &&
-   objdump -h "$library" | grep -q '\.debug_info'; then
-  echo "the installed $library carries debug info (only PREFORK_INSTALL_DEBUG_INFO=ON may keep it)" >&2
-  exit 1
-fi
 
 generator=
 command -v ninja > /dev/null && generator="-G Ninja"
@@ -110,6 +114,15 @@ for other in "$major.$((minor - 1)).0" "$major.$((minor + 1)).0"; do
 done
 grep -q "needs Boost $series.x" "$work/boost-$major.$((minor + 1)).0/configure.log" ||
   { cat "$work/boost-$major.$((minor + 1)).0/configure.log" >&2; echo "no clear message refusing a newer Boost" >&2; exit 1; }
+
+# A service links the runtime only: tiny (prefork::prefork) holds none of the test harness
+# or the load generator, which its tests (prefork::testing) do.
+if nm -C "$work/build/tiny" | grep -q -e 'prefork::testing::' -e 'prefork::run_bench'; then
+  echo "tiny, linked with prefork::prefork only, contains the test harness or the bench engine" >&2
+  exit 1
+fi
+nm -C "$work/build/tiny_tests" | grep -q 'prefork::testing::' ||
+  { echo "tiny_tests does not contain prefork::testing (is the check above blind?)" >&2; exit 1; }
 
 echo "consumer.find_package: ok (installed libprefork.a: $(wc -c < "$library") bytes;" \
      "tiny: $(wc -c < "$work/build/tiny") bytes)"
