@@ -16,13 +16,6 @@
 
 namespace prefork::detail {
 
-worker_record::worker_record(int id_, std::uint64_t generation_, std::shared_ptr<const config> settings_)
-    : id(id_),
-      generation(generation_),
-      settings(std::move(settings_)),
-      backoff(settings->restart),
-      heartbeat(settings->timeout, steady_clock::now()) {}
-
 master::master(asio::io_context& io, std::shared_ptr<const config> settings, const app& application,
                master_sockets sockets, master_hooks hooks)
     : io_(io),
@@ -30,10 +23,12 @@ master::master(asio::io_context& io, std::shared_ptr<const config> settings, con
       application_(application),
       hooks_(std::move(hooks)),
       policy_(hooks_.make_policy ? hooks_.make_policy() : make_dispatch_policy(settings_->dispatch)),
+      // Connections a worker can hold under the descriptor limit it inherits (fd_limits.hpp):
+      // worker_connections above it would have workers lose descriptors in transit.
+      workers_(current_worker_connection_capacity()),
       capacity_timer_(io, steady_clock::time_point::max()),
       stop_timer_(io),
-      desired_(settings_->workers),
-      descriptor_capacity_(current_worker_connection_capacity()) {
+      desired_(settings_->workers) {
   for (auto& l : sockets.listeners) listeners_.push_back(std::make_unique<listener_slot>(io, std::move(l)));
   control_listener_ = std::move(sockets.control);
   metrics_listener_ = std::move(sockets.metrics);
@@ -129,9 +124,9 @@ void master::start() {
   asio::co_spawn(io_, run_ticker(this), log_task_failure);
   start_control();
   start_metrics();
-  if (descriptor_capacity_ < static_cast<std::uint64_t>(settings_->worker_connections))
+  if (workers_.descriptor_capacity() < static_cast<std::uint64_t>(settings_->worker_connections))
     log_warning("worker_connections is above what the open file limit allows a worker",
-                {{"worker_connections", settings_->worker_connections}, {"capacity", descriptor_capacity_}});
+                {{"worker_connections", settings_->worker_connections}, {"capacity", workers_.descriptor_capacity()}});
   if (settings_->exec.empty()) {
     log_info("master started", {{"workers", desired_}, {"app", application_.name}});
   } else {

@@ -53,8 +53,7 @@ json::object master::status() {
   workers["desired"] = desired_;
   workers["ready"] = count_current(worker_state::ready);
   workers["starting"] = count_current(worker_state::starting);
-  workers["draining"] = std::count_if(records_.begin(), records_.end(),
-                                      [](const record_ptr& r) { return r->state == worker_state::draining; });
+  workers["draining"] = workers_.count(worker_state::draining);
   workers["paused"] = count_current(worker_state::paused);
   workers["backoff"] = count_current(worker_state::backoff);
   result["workers"] = std::move(workers);
@@ -71,15 +70,15 @@ json::object master::status() {
 json::array master::workers() {
   json::array result;
   auto now = steady_clock::now();
-  for (const auto& record : records_) {
+  for (const auto& record : workers_.records()) {
     json::object w;
     w["id"] = record->id;
     w["pid"] = record->pid > 0 ? json::value(record->pid) : json::value(nullptr);
     w["generation"] = record->generation;
-    w["state"] = std::string(to_string(record->state));
+    w["state"] = std::string(to_string(record->state()));
     w["active"] = record->open();
-    w["served"] = record->progress.requests;
-    if (record->state == worker_state::backoff) {
+    w["served"] = record->progress().requests;
+    if (record->state() == worker_state::backoff) {
       w["started_at"] = nullptr;
       w["next_attempt_at"] = rfc3339(record->next_attempt);
       w["backoff_streak"] = record->backoff.streak();
@@ -131,7 +130,7 @@ asio::awaitable<boost::system::result<std::uint64_t, control_error>> master::rel
 void master::stop(stop_kind kind) { begin_stop(kind == stop_kind::graceful ? stop_mode::graceful : stop_mode::fast); }
 
 boost::system::result<std::int64_t, control_error> master::kill_worker(std::int64_t id, kill_signal signal) {
-  record_ptr record = find(id);
+  record_ptr record = workers_.find(id);
   if (!record || !record->alive()) return no_worker(id);
   std::int64_t pid = record->pid;
   if (signal == kill_signal::kill) {
@@ -140,7 +139,9 @@ boost::system::result<std::int64_t, control_error> master::kill_worker(std::int6
     int ignored_status = 0;
     boost::system::error_code ec;
     record->handle->terminate(ignored_status, ec);
-  } else if (record->state == worker_state::ready && record->counts_toward_desired) {
+    // It can only fail for a worker that exited meanwhile: its exit is being handled.
+    if (ec) log_warning("cannot kill worker", {{"id", id}, {"pid", pid}, {"error", ec.message()}});
+  } else if (record->state() == worker_state::ready && record->counts_toward_desired) {
     // TERM: like recycling, the replacement starts first and this one retires once it is
     // ready, so capacity never dips.
     log_info("replacing worker on request", {{"id", id}, {"pid", pid}});
@@ -152,27 +153,21 @@ boost::system::result<std::int64_t, control_error> master::kill_worker(std::int6
 }
 
 boost::system::result<void, control_error> master::pause_worker(std::int64_t id) {
-  record_ptr record = find(id);
+  record_ptr record = workers_.find(id);
   if (!record || !record->alive()) return no_worker(id);
-  auto next = next_state(record->state, worker_event::pause);
-  if (!next)
-    return control_error{
-        "bad_request", "worker " + std::to_string(id) + " is " + std::string(to_string(record->state)) + ", not ready"};
-  record->state = *next;
-  refresh_load(*record);
+  if (!workers_.apply(*record, worker_event::pause))
+    return control_error{"bad_request", "worker " + std::to_string(id) + " is " +
+                                            std::string(to_string(record->state())) + ", not ready"};
   log_info("worker paused", {{"id", id}, {"pid", record->pid}});
   return {};
 }
 
 boost::system::result<void, control_error> master::resume_worker(std::int64_t id) {
-  record_ptr record = find(id);
+  record_ptr record = workers_.find(id);
   if (!record || !record->alive()) return no_worker(id);
-  auto next = next_state(record->state, worker_event::resume);
-  if (!next)
+  if (!workers_.apply(*record, worker_event::resume))
     return control_error{"bad_request", "worker " + std::to_string(id) + " is " +
-                                            std::string(to_string(record->state)) + ", not paused"};
-  record->state = *next;
-  refresh_load(*record);
+                                            std::string(to_string(record->state())) + ", not paused"};
   log_info("worker resumed", {{"id", id}, {"pid", record->pid}});
   on_capacity_maybe_restored();
   return {};
@@ -182,7 +177,7 @@ boost::system::result<void, control_error> master::reopen_logs() {
   auto ec = prefork::reopen_logs();
   worker_message message;
   message.kind = worker_message_kind::reopen_logs;
-  for (auto& record : records_)
+  for (const auto& record : workers_.records())
     if (record->alive()) send_control(*record, message);
   if (ec) {
     log_error("cannot reopen log file", {{"error", ec.message()}});

@@ -14,9 +14,7 @@
 
 namespace prefork::detail {
 
-bool master::any_accepting() const {
-  return std::any_of(loads_.begin(), loads_.end(), [](const worker_load& l) { return l.accepting; });
-}
+bool master::any_accepting() const { return workers_.any_accepting(); }
 
 bool master::accept_ready(std::size_t listener_index) {
   auto& slot = *listeners_[listener_index];
@@ -69,13 +67,14 @@ void master::accept_backlog(listener_slot& slot, std::size_t index) {
 }
 
 void master::dispatch(handoff_entry entry) {
-  std::optional<std::size_t> choice = policy_->pick(loads_);
+  const std::vector<record_ptr>& records = workers_.records();
+  std::optional<std::size_t> choice = policy_->pick(workers_.loads());
   if (!choice && stopping_) {
     // Stopping: every worker drains, but a draining worker still serves what it gets.
     std::uint64_t fewest = UINT64_MAX;
-    for (std::size_t i = 0; i < records_.size(); ++i)
-      if (records_[i]->channel && records_[i]->open() < fewest) {
-        fewest = records_[i]->open();
+    for (std::size_t i = 0; i < records.size(); ++i)
+      if (records[i]->channel && records[i]->open() < fewest) {
+        fewest = records[i]->open();
         choice = i;
       }
   }
@@ -83,10 +82,9 @@ void master::dispatch(handoff_entry entry) {
     unassigned_.push_back(entry);
     return;
   }
-  worker_record& record = *records_[*choice];
+  worker_record& record = *records[*choice];
   record.ledger.push(entry);
-  ++record.assigned;
-  refresh_load(record);
+  workers_.note_assigned(record);
   if (!record.dirty) {
     record.dirty = true;
     dirty_.push_back(&record);
@@ -117,7 +115,7 @@ void master::flush(worker_record& record) {
       // The worker's channel is full: send the rest once it drains.
       if (record.write_wait_armed) return;
       record.write_wait_armed = true;
-      record_ptr owner = find(record.id);
+      record_ptr owner = workers_.find(record.id);
       std::weak_ptr<worker_record> weak = owner;
       record.channel->async_wait(asio::posix::stream_descriptor::wait_write,
                                  [this, weak](boost::system::error_code wait_error) {
@@ -136,23 +134,6 @@ void master::flush(worker_record& record) {
     record.ledger.mark_sent(batch.size());
     stats_.dispatched += batch.size();
   }
-}
-
-void master::refresh_loads() {
-  loads_.resize(records_.size());
-  for (std::size_t i = 0; i < records_.size(); ++i) {
-    records_[i]->slot = i;
-    refresh_load(*records_[i]);
-  }
-}
-
-void master::refresh_load(const worker_record& record) {
-  // On the hot path (every dispatch and acknowledgement): the record knows its slot.
-  if (record.slot >= records_.size() || records_[record.slot].get() != &record) return;  // removed
-  worker_load& load = loads_[record.slot];
-  load.open = static_cast<std::uint32_t>(std::min<std::uint64_t>(record.open(), UINT32_MAX));
-  const auto capacity = std::min(static_cast<std::uint64_t>(record.settings->worker_connections), descriptor_capacity_);
-  load.accepting = takes_new_connections(record.state) && record.channel && !stopping_ && record.open() < capacity;
 }
 
 void master::on_capacity_maybe_restored() {
@@ -181,7 +162,7 @@ bool master::read_worker_frames(worker_record& record) {
     if (ec == errc::frame_malformed) {
       // Garbage on the channel: nothing it says can be trusted any more. Its exit reads
       // what is left (the acknowledgements before the garbage still count).
-      if (record.state == worker_state::gone) continue;
+      if (record.state() == worker_state::gone) continue;
       on_protocol_error(record, ec.message());
       return false;
     }
@@ -232,9 +213,9 @@ void master::on_progress(worker_record& record, std::span<const std::byte> paylo
                       "it acknowledged " + std::to_string(counters->received) + " descriptors, more than it was sent");
     return;
   }
-  if (counters->requests > record.progress.requests) stats_.requests += counters->requests - record.progress.requests;
-  record.progress = *counters;
-  refresh_load(record);
+  if (counters->requests > record.progress().requests)
+    stats_.requests += counters->requests - record.progress().requests;
+  workers_.note_progress(record, *counters);
 }
 
 void master::on_control_message(worker_record& record, std::span<const std::byte> payload) {
@@ -253,7 +234,7 @@ void master::on_control_message(worker_record& record, std::span<const std::byte
 
 void master::on_protocol_error(worker_record& record, std::string_view what) {
   // Once gone (its exit is being handled) the pid may be someone else's already.
-  if (!record.alive() || record.state == worker_state::gone || record.expected == exit_expectation::protocol_error)
+  if (!record.alive() || record.state() == worker_state::gone || record.expected == exit_expectation::protocol_error)
     return;
   log_error("worker protocol error", {{"id", record.id}, {"pid", record.pid}, {"error", what}});
   record.expected = exit_expectation::protocol_error;

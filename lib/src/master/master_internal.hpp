@@ -13,7 +13,9 @@
 #include "master/master.hpp"
 #include "master/reload_sequencer.hpp"
 #include "master/restart_backoff.hpp"
+#include "master/worker_record.hpp"
 #include "master/worker_state.hpp"
+#include "master/worker_table.hpp"
 #include "ops/metrics.hpp"
 #include "prefork/dispatch.hpp"
 
@@ -33,52 +35,6 @@ namespace prefork::detail {
 
 namespace asio = boost::asio;
 using steady_clock = std::chrono::steady_clock;
-using process_handle = boost::process::v2::basic_process_handle<asio::any_io_executor>;
-
-/// Why the master expects a worker to exit; `none` makes the exit a crash, and so does
-/// `protocol_error` (the master killed it for speaking garbage on its channel).
-enum class exit_expectation { none, stop, timeout, retire, protocol_error };
-
-/// Whether an exit with this expectation counts as a crash (logged as an error, counted in
-/// worker_crashes, replaced with backoff).
-inline bool is_crash(exit_expectation expected) noexcept {
-  return expected == exit_expectation::none || expected == exit_expectation::protocol_error;
-}
-
-/// One worker process (or a slot waiting in backoff to start one).
-struct worker_record {
-  worker_record(int id_, std::uint64_t generation_, std::shared_ptr<const config> settings_);
-
-  int id;
-  std::uint64_t generation;
-  std::shared_ptr<const config> settings;  // the generation's configuration
-  worker_state state = worker_state::starting;
-  pid_t pid = 0;
-  std::optional<process_handle> handle;
-  std::optional<asio::posix::stream_descriptor> channel;
-  ack_ledger ledger;
-  std::uint64_t assigned = 0;       // descriptors given to this worker
-  progress_counters progress{};     // its last cumulative report
-  std::uint64_t recycle_after = 0;  // requests; 0: never
-  restart_backoff backoff;
-  heartbeat_deadline heartbeat;
-  steady_clock::time_point started{};
-  std::chrono::system_clock::time_point started_wall{};
-  std::chrono::system_clock::time_point next_attempt{};  // backoff: when it starts again
-  std::optional<asio::steady_timer> backoff_timer;
-  exit_expectation expected = exit_expectation::none;
-  bool dirty = false;  // has unsent handoffs and is on the master's flush list
-  bool write_wait_armed = false;
-  bool counts_toward_desired = true;  // false once draining or being replaced
-  int replaces = 0;                   // id of the worker this one replaces once ready (recycling), or 0
-  std::size_t slot = 0;               // its index in the master's records_ and loads_ (set by refresh_loads)
-  std::vector<std::byte> receive_buffer;
-
-  std::uint64_t open() const noexcept { return assigned - progress.closed; }
-  bool alive() const noexcept { return pid > 0; }
-};
-
-using record_ptr = std::shared_ptr<worker_record>;
 
 struct listener_slot {
   listener_slot(asio::io_context& io, listener l) : info(std::move(l)), watcher(io, info.fd) {}
@@ -144,8 +100,6 @@ class master final : public control_target {
   void dispatch(handoff_entry entry);
   void flush_dirty();
   void flush(worker_record& record);
-  void refresh_loads();
-  void refresh_load(const worker_record& record);
   void on_capacity_maybe_restored();
   void dispatch_unassigned();
   void on_progress(worker_record& record, std::span<const std::byte> payload);
@@ -167,8 +121,8 @@ class master final : public control_target {
   void maybe_recycle();
   void replace_then_retire(worker_record& record);
   void check_heartbeats(steady_clock::time_point now);
-  record_ptr find(std::int64_t id) const;
-  int count_current(worker_state state) const;
+  /// Workers of the current generation in `state`.
+  int count_current(worker_state state) const { return workers_.count(generation_, state); }
   bool all_current_ready() const;
 
   // lifecycle
@@ -209,8 +163,7 @@ class master final : public control_target {
   master_hooks hooks_;
   std::unique_ptr<dispatch_policy> policy_;
   std::vector<std::unique_ptr<listener_slot>> listeners_;  // never shrinks: index = listener id
-  std::vector<record_ptr> records_;
-  std::vector<worker_load> loads_;         // parallel to records_
+  worker_table workers_;
   std::vector<worker_record*> dirty_;      // records with unsent handoffs
   std::vector<handoff_entry> unassigned_;  // accepted, no worker could take it yet
   asio::steady_timer capacity_timer_;      // accept loops wait on it while no worker can take more
@@ -224,9 +177,6 @@ class master final : public control_target {
   std::vector<reload_callback> queued_reload_waiters_;   // for the queued one
   std::vector<reload_callback> old_generation_waiters_;  // switched over; wait for the old to go
   int desired_;
-  // Connections a worker can hold under the descriptor limit it inherits (fd_limits.hpp):
-  // worker_connections above it would have workers lose descriptors in transit.
-  std::uint64_t descriptor_capacity_;
   int next_id_ = 1;
   std::uint64_t generation_ = 1;       // the generation new workers join
   std::uint64_t last_generation_ = 1;  // highest generation number used

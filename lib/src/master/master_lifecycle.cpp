@@ -115,7 +115,7 @@ void master::start_reload() {
 
 void master::switch_over() {
   log_info("reload: new generation ready, retiring the old one", {{"generation", generation_}});
-  for (auto& record : std::vector<record_ptr>(records_))
+  for (auto& record : std::vector<record_ptr>(workers_.records()))
     if (record->generation != generation_) retire(*record);
   // Listeners the new file no longer names close now.
   for (auto& slot : listeners_) {
@@ -138,7 +138,7 @@ void master::abandon_reload(const std::string& why) {
   log_error("reload abandoned; the running generation stays", {{"generation", generation_}, {"error", why}});
   std::uint64_t abandoned = generation_;
   generation_ = reload_.previous_generation();
-  for (auto& record : std::vector<record_ptr>(records_)) {
+  for (auto& record : std::vector<record_ptr>(workers_.records())) {
     if (record->generation != abandoned) continue;
     record->counts_toward_desired = false;
     if (!record->alive()) {
@@ -146,10 +146,11 @@ void master::abandon_reload(const std::string& why) {
       continue;
     }
     record->expected = exit_expectation::stop;
-    record->state = worker_state::draining;
+    workers_.apply(*record, worker_event::drain);  // false when already draining: it stays so
     int ignored_status = 0;
     boost::system::error_code ec;
     record->handle->terminate(ignored_status, ec);
+    if (ec) log_warning("cannot kill worker", {{"id", record->id}, {"pid", record->pid}, {"error", ec.message()}});
   }
   // Listeners this reload opened close again.
   for (auto& slot : listeners_) {
@@ -161,7 +162,6 @@ void master::abandon_reload(const std::string& why) {
   settings_ = reload_previous_settings_;
   desired_ = reload_previous_desired_;
   if (!hooks_.make_policy) policy_ = make_dispatch_policy(settings_->dispatch);
-  refresh_loads();
   for (auto& waiter : std::exchange(reload_waiters_, {})) waiter(control_error{"reload_failed", why});
   notify("READY=1");
   reconcile();
@@ -174,9 +174,7 @@ void master::abandon_reload(const std::string& why) {
 
 void master::complete_reload_waiters() {
   if (old_generation_waiters_.empty()) return;
-  bool old_left = std::any_of(records_.begin(), records_.end(),
-                              [&](const record_ptr& r) { return r->generation < generation_ && r->alive(); });
-  if (old_left) return;
+  if (workers_.older_alive(generation_)) return;
   for (auto& waiter : std::exchange(old_generation_waiters_, {})) waiter(generation_);
 }
 
@@ -223,7 +221,7 @@ void master::begin_stop(stop_mode mode) {
     for (auto* waiters : {&reload_waiters_, &queued_reload_waiters_, &old_generation_waiters_})
       for (auto& waiter : std::exchange(*waiters, {})) waiter(control_error{"bad_request", "the master is stopping"});
   }
-  for (auto& record : std::vector<record_ptr>(records_)) {
+  for (auto& record : std::vector<record_ptr>(workers_.records())) {
     record->counts_toward_desired = false;
     if (!record->alive()) {
       if (record->backoff_timer) record->backoff_timer->cancel();
@@ -232,7 +230,7 @@ void master::begin_stop(stop_mode mode) {
     }
     if (record->expected != exit_expectation::timeout && record->expected != exit_expectation::protocol_error)
       record->expected = exit_expectation::stop;
-    record->state = worker_state::draining;
+    workers_.apply(*record, worker_event::drain);  // false when already draining: it stays so
     boost::system::error_code ec;
     if (mode == stop_mode::fast) {
       record->handle->interrupt(ec);
@@ -246,27 +244,30 @@ void master::begin_stop(stop_mode mode) {
     } else {
       record->handle->request_exit(ec);
     }
+    if (ec) log_warning("cannot signal worker", {{"id", record->id}, {"pid", record->pid}, {"error", ec.message()}});
   }
-  refresh_loads();
+  workers_.stop_accepting();
   // Whatever is still running at the deadline is killed.
   auto deadline = mode == stop_mode::graceful ? settings_->graceful_timeout : std::chrono::milliseconds(1000);
   stop_timer_.expires_after(deadline);
   stop_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
-    for (auto& record : records_) {
+    for (const auto& record : workers_.records()) {
       if (!record->alive()) continue;
       log_warning("killing worker after the stop deadline",
                   {{"id", record->id}, {"pid", record->pid}, {"connections", record->open()}});
       int ignored_status = 0;
       boost::system::error_code kill_error;
       record->handle->terminate(ignored_status, kill_error);
+      if (kill_error)
+        log_warning("cannot kill worker", {{"id", record->id}, {"pid", record->pid}, {"error", kill_error.message()}});
     }
   });
   finish_if_stopped();
 }
 
 void master::finish_if_stopped() {
-  if (!stopping_ || !records_.empty()) return;
+  if (!stopping_ || !workers_.empty()) return;
   for (auto& entry : unassigned_) {
     ::close(entry.fd);
     ++stats_.lost;
@@ -279,12 +280,10 @@ void master::finish_if_stopped() {
 
 void master::notify_status() {
   if (!hooks_.notify || upgraded_) return;
-  std::string status =
-      "STATUS=" + std::to_string(count_current(worker_state::ready)) + " ready, " +
-      std::to_string(count_current(worker_state::starting)) + " starting, " +
-      std::to_string(std::count_if(records_.begin(), records_.end(),
-                                   [](const record_ptr& r) { return r->state == worker_state::draining; })) +
-      " draining, generation " + std::to_string(generation_);
+  std::string status = "STATUS=" + std::to_string(count_current(worker_state::ready)) + " ready, " +
+                       std::to_string(count_current(worker_state::starting)) + " starting, " +
+                       std::to_string(workers_.count(worker_state::draining)) + " draining, generation " +
+                       std::to_string(generation_);
   notify(status);
 }
 

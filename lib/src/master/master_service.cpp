@@ -104,7 +104,7 @@ void master::accept_metrics() {
 std::string master::render_metrics_text() {
   metrics_snapshot snapshot;
   static_cast<master_stats&>(snapshot) = stats_;
-  for (const auto& record : records_) ++snapshot.workers_by_state[std::string(to_string(record->state))];
+  for (const auto& record : workers_.records()) ++snapshot.workers_by_state[std::string(to_string(record->state()))];
   snapshot.desired_workers = static_cast<std::uint64_t>(desired_);
   snapshot.generation = generation_;
   snapshot.uptime_seconds = std::chrono::duration<double>(steady_clock::now() - started_).count();

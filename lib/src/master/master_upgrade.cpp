@@ -134,13 +134,15 @@ void master::on_successor_ready() {
 void master::on_successor_failed(const std::string& why) {
   log_error("upgrade failed: the new master did not become ready; this master goes on", {{"error", why}});
   upgrading_ = false;
-  boost::system::error_code ignored;
+  boost::system::error_code ignored;  // closing a pipe we only read from: nothing to do about it
   if (successor_ready_pipe_) successor_ready_pipe_->close(ignored);
   // If it is still running (it closed the pipe without READY), it must not live on
   // beside us holding our sockets.
   if (successor_) {
     int ignored_status = 0;
-    successor_->terminate(ignored_status, ignored);
+    boost::system::error_code ec;
+    successor_->terminate(ignored_status, ec);
+    if (ec) log_error("cannot kill the failed successor", {{"error", ec.message()}});
   }
 }
 

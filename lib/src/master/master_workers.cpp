@@ -1,5 +1,6 @@
-// The worker table: fork (the fork contract), exits and restarts with backoff, the
-// desired count, retiring, recycling and heartbeat timeouts.
+// The master's worker lifecycle: fork (the fork contract), exits and restarts with backoff,
+// the desired count, retiring, recycling and heartbeat timeouts. Who the workers are and
+// their states live in the worker_table (worker_table.hpp).
 #include "master_internal.hpp"
 
 #include "prefork/log.hpp"
@@ -33,45 +34,21 @@ std::chrono::milliseconds milliseconds_since(steady_clock::time_point then) {
 
 record_ptr master::make_record(std::uint64_t generation) {
   auto record = std::make_shared<worker_record>(next_id_++, generation, settings_);
-  records_.push_back(record);
-  refresh_loads();
+  workers_.add(record);
   return record;
 }
 
-record_ptr master::find(std::int64_t id) const {
-  for (const auto& record : records_)
-    if (record->id == id) return record;
-  return nullptr;
-}
-
-int master::count_current(worker_state state) const {
-  return static_cast<int>(std::count_if(records_.begin(), records_.end(), [&](const record_ptr& r) {
-    return r->generation == generation_ && r->state == state;
-  }));
-}
-
 void master::remove_record(const worker_record& record) {
-  std::erase_if(records_, [&](const record_ptr& r) { return r.get() == &record; });
+  workers_.remove(record);
   std::erase(dirty_, &record);
-  refresh_loads();
 }
 
 void master::reconcile() {
   if (stopping_) return;
-  auto counted = [&] {
-    return static_cast<int>(std::count_if(records_.begin(), records_.end(), [&](const record_ptr& r) {
-      return r->counts_toward_desired && r->generation == generation_;
-    }));
-  };
-  for (int n = counted(); n < desired_; ++n) spawn(make_record(generation_));
-  while (counted() > desired_) {
-    // Fewer workers: give up a slot waiting in backoff first, then a starting one, then
-    // the newest ready one.
-    record_ptr victim;
-    for (worker_state preferred :
-         {worker_state::backoff, worker_state::starting, worker_state::paused, worker_state::ready})
-      for (auto it = records_.rbegin(); it != records_.rend() && !victim; ++it)
-        if ((*it)->counts_toward_desired && (*it)->generation == generation_ && (*it)->state == preferred) victim = *it;
+  for (int n = workers_.counted_toward_desired(generation_); n < desired_; ++n) spawn(make_record(generation_));
+  while (workers_.counted_toward_desired(generation_) > desired_) {
+    // Fewer workers: the table says whom to give up (a slot in backoff first).
+    record_ptr victim = workers_.scale_down_victim(generation_);
     if (!victim) break;
     retire(*victim);
   }
@@ -79,16 +56,15 @@ void master::reconcile() {
 
 void master::retire(worker_record& record) {
   record.counts_toward_desired = false;
-  if (record.state == worker_state::backoff || !record.alive()) {
+  if (record.state() == worker_state::backoff || !record.alive()) {
     if (record.backoff_timer) record.backoff_timer->cancel();
     remove_record(record);
     return;
   }
-  if (record.state == worker_state::draining) return;
+  if (record.state() == worker_state::draining) return;
   log_info("retiring worker", {{"id", record.id}, {"pid", record.pid}, {"connections", record.open()}});
   record.expected = exit_expectation::retire;
-  record.state = worker_state::draining;
-  refresh_load(record);
+  workers_.apply(record, worker_event::drain);
   // TERM: the worker finishes its requests with `Connection: close` and hands idle
   // keep-alive connections back to us.
   boost::system::error_code ec;
@@ -106,7 +82,7 @@ void master::spawn(const record_ptr& record) {
     return;
   }
   const config& settings = *record->settings;
-  record->state = worker_state::starting;
+  if (record->state() == worker_state::backoff) workers_.apply(*record, worker_event::backoff_elapsed);
   record->receive_buffer.resize(max_frame_bytes);
   record->heartbeat = heartbeat_deadline(settings.timeout, steady_clock::now());
   record->started = steady_clock::now();
@@ -135,7 +111,6 @@ void master::spawn(const record_ptr& record) {
   // The process handle (a pidfd) is the only thing that waits for this child.
   record->handle.emplace(io_.get_executor(), pid);
   log_info("worker started", {{"id", record->id}, {"pid", pid}, {"generation", record->generation}});
-  refresh_load(*record);
   spawn_worker_tasks(this, record);
 }
 
@@ -168,11 +143,10 @@ void master::on_worker_exit(const record_ptr& record, boost::system::error_code 
   auto uptime = milliseconds_since(record->started);
   bool expected = !is_crash(record->expected);
   log_level level = expected ? log_level::info : log_level::error;
-  bool was_ready = record->state != worker_state::starting;
+  bool was_ready = record->state() != worker_state::starting;
   // Read what it sent before dying first: its last acknowledgements decide which
   // descriptors it had (and may have read from) and which go to another worker.
-  record->state = worker_state::gone;
-  refresh_load(*record);
+  workers_.apply(*record, worker_event::exited);
   if (record->channel) (void)read_worker_frames(*record);
   // Connections it had acknowledged and not closed died with it (a client sees a reset or
   // EOF); the unacknowledged ones are handed to another worker below.
@@ -215,9 +189,9 @@ void master::on_worker_exit(const record_ptr& record, boost::system::error_code 
     // A recycling replacement died before it was ready: the old worker stays on, and
     // tries recycling again only after another max_requests (no fork loop).
     record->counts_toward_desired = false;
-    if (auto old = find(record->replaces); old && old->state != worker_state::draining) {
+    if (auto old = workers_.find(record->replaces); old && old->state() != worker_state::draining) {
       old->counts_toward_desired = true;
-      old->recycle_after = old->progress.requests + static_cast<std::uint64_t>(old->settings->max_requests);
+      old->recycle_after = old->progress().requests + static_cast<std::uint64_t>(old->settings->max_requests);
     }
   }
   if (reload_.active() && record->generation == reload_.next_generation() && !expected)
@@ -244,7 +218,7 @@ void master::start_replacement(const worker_record& predecessor, std::chrono::mi
   record_ptr replacement = make_record(generation_);
   replacement->backoff = predecessor.backoff;
   if (delay.count() == 0) return spawn(replacement);
-  replacement->state = worker_state::backoff;
+  workers_.apply(*replacement, worker_event::start_delayed);
   replacement->next_attempt = std::chrono::system_clock::now() + delay;
   log_warning("worker slot backing off",
               {{"id", replacement->id}, {"delay_ms", delay.count()}, {"streak", replacement->backoff.streak()}});
@@ -252,19 +226,17 @@ void master::start_replacement(const worker_record& predecessor, std::chrono::mi
   std::weak_ptr<worker_record> weak = replacement;
   replacement->backoff_timer->async_wait([this, weak](boost::system::error_code wait_error) {
     auto locked = weak.lock();
-    if (wait_error || !locked || stopping_ || locked->state != worker_state::backoff) return;
+    if (wait_error || !locked || stopping_ || locked->state() != worker_state::backoff) return;
     spawn(locked);
   });
 }
 
 void master::on_ready(worker_record& record) {
-  if (record.state != worker_state::starting) return;
-  record.state = worker_state::ready;
+  if (!workers_.apply(record, worker_event::ready_received)) return;  // only a starting worker becomes ready
   log_info("worker ready", {{"id", record.id}, {"pid", record.pid}, {"generation", record.generation}});
-  refresh_load(record);
   if (record.replaces != 0) {
     // Recycling: the replacement serves, so the old worker retires now.
-    if (auto old = find(record.replaces)) retire(*old);
+    if (auto old = workers_.find(record.replaces)) retire(*old);
     record.replaces = 0;
   }
   if (reload_.active() && record.generation == reload_.next_generation()) {
@@ -282,24 +254,22 @@ void master::on_ready(worker_record& record) {
 }
 
 void master::on_drain_reported(worker_record& record) {
-  if (record.state == worker_state::draining) return;
+  if (record.state() == worker_state::draining) return;
   // A drain the master did not ask for (a TERM from outside): stop choosing it, and start
   // its replacement now.
   log_warning("worker draining on an outside signal", {{"id", record.id}, {"pid", record.pid}});
-  record.state = worker_state::draining;
+  workers_.apply(record, worker_event::drain);
   record.counts_toward_desired = false;
-  refresh_load(record);
   reconcile();
 }
 
 void master::maybe_recycle() {
   if (stopping_ || reload_.active()) return;
-  for (const auto& r : records_)
-    if (r->replaces != 0) return;  // one worker recycles at a time
-  for (const auto& r : records_) {
-    if (r->state != worker_state::ready || !r->counts_toward_desired || r->generation != generation_) continue;
-    if (r->recycle_after == 0 || r->progress.requests < r->recycle_after) continue;
-    log_info("recycling worker", {{"id", r->id}, {"pid", r->pid}, {"served", r->progress.requests}});
+  if (workers_.recycling()) return;  // one worker recycles at a time
+  for (const auto& r : workers_.records()) {
+    if (r->state() != worker_state::ready || !r->counts_toward_desired || r->generation != generation_) continue;
+    if (r->recycle_after == 0 || r->progress().requests < r->recycle_after) continue;
+    log_info("recycling worker", {{"id", r->id}, {"pid", r->pid}, {"served", r->progress().requests}});
     ++stats_.worker_recycled;
     replace_then_retire(*r);
     return;
@@ -316,14 +286,14 @@ void master::replace_then_retire(worker_record& record) {
 }
 
 void master::check_heartbeats(steady_clock::time_point now) {
-  for (auto& record : records_) {
+  for (const auto& record : workers_.records()) {
     if (!record->alive() || record->expected == exit_expectation::timeout) continue;
     if (record->heartbeat.expired(now)) {
       auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(record->heartbeat.silence(now));
       log_error(
           "worker timeout",
           {{"id", record->id}, {"pid", record->pid}, {"silent_ms", silent.count()}, {"connections", record->open()}});
-    } else if (record->state == worker_state::starting && now - record->started > record->settings->timeout) {
+    } else if (record->state() == worker_state::starting && now - record->started > record->settings->timeout) {
       // Alive (it sends heartbeats) but never ready: as useless as a silent one.
       log_error("worker not ready in time",
                 {{"id", record->id}, {"pid", record->pid}, {"timeout_ms", record->settings->timeout.count()}});
@@ -335,6 +305,7 @@ void master::check_heartbeats(steady_clock::time_point now) {
     int ignored_status = 0;
     boost::system::error_code ec;
     record->handle->terminate(ignored_status, ec);
+    if (ec) log_warning("cannot kill worker", {{"id", record->id}, {"pid", record->pid}, {"error", ec.message()}});
   }
 }
 

@@ -22,6 +22,7 @@ std::string_view to_string(worker_event event) noexcept {
     case worker_event::drain: return "drain";
     case worker_event::exited: return "exited";
     case worker_event::backoff_elapsed: return "backoff_elapsed";
+    case worker_event::start_delayed: return "start_delayed";
   }
   return "unknown";
 }
@@ -49,6 +50,9 @@ std::optional<worker_state> next_state(worker_state current, worker_event event)
       break;
     case ev::backoff_elapsed:
       if (current == state::backoff) return state::starting;
+      break;
+    case ev::start_delayed:
+      if (current == state::starting) return state::backoff;
       break;
   }
   return std::nullopt;

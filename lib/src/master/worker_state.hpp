@@ -30,6 +30,7 @@ enum class worker_event {
   drain,            // retire it (reload, recycle, scale down, stop)
   exited,           // its process handle reported the exit
   backoff_elapsed,  // the slot's restart delay passed
+  start_delayed,    // a new slot waits for its restart delay before its first fork
 };
 
 /// The event's name, for logs ("ready_received", "pause", ...).
@@ -40,8 +41,9 @@ std::string_view to_string(worker_event event) noexcept;
 ///   starting -(ready_received)-> ready;  ready -(pause)-> paused -(resume)-> ready;
 ///   starting|ready|paused -(drain)-> draining;
 ///   starting|ready|paused|draining -(exited)-> gone;
-///   backoff -(backoff_elapsed)-> starting.
-/// gone -> backoff is set by the master when it decides the slot waits to restart.
+///   backoff -(backoff_elapsed)-> starting;  starting -(start_delayed)-> backoff (a new
+///   slot, before any fork: a crashed worker's replacement waiting out its backoff).
+/// A gone worker's slot is not reused: its replacement is a new record.
 std::optional<worker_state> next_state(worker_state current, worker_event event) noexcept;
 
 /// Whether the dispatcher may choose a worker in this state (only `ready`).

@@ -19,7 +19,8 @@ namespace {
 constexpr std::array all_states{pd::worker_state::starting, pd::worker_state::ready,   pd::worker_state::draining,
                                 pd::worker_state::paused,   pd::worker_state::backoff, pd::worker_state::gone};
 constexpr std::array all_events{worker_event::ready_received, worker_event::pause,  worker_event::resume,
-                                worker_event::drain,          worker_event::exited, worker_event::backoff_elapsed};
+                                worker_event::drain,          worker_event::exited, worker_event::backoff_elapsed,
+                                worker_event::start_delayed};
 
 // Every valid transition; any (state, event) pair not listed must be rejected.
 const std::map<std::pair<pd::worker_state, worker_event>, pd::worker_state> valid{
@@ -34,6 +35,7 @@ const std::map<std::pair<pd::worker_state, worker_event>, pd::worker_state> vali
     {{pd::worker_state::paused, worker_event::exited}, pd::worker_state::gone},
     {{pd::worker_state::draining, worker_event::exited}, pd::worker_state::gone},
     {{pd::worker_state::backoff, worker_event::backoff_elapsed}, pd::worker_state::starting},
+    {{pd::worker_state::starting, worker_event::start_delayed}, pd::worker_state::backoff},
 };
 
 std::string name(pd::worker_state state, worker_event event) {
