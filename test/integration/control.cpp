@@ -7,6 +7,7 @@
 #include "support/http_client.hpp"
 #include "support/json_fields.hpp"
 #include "support/server_helpers.hpp"
+#include "unit_support/preconditions.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -363,14 +364,6 @@ foreign_attempt connect_as(const fs::path& path, uid_t uid, gid_t gid) {
   }
   return attempt;
 }
-
-struct running_as_root {
-  boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
-    boost::test_tools::assertion_result result(::geteuid() == 0);
-    result.message() << "skipped: only root can run a child as another user";
-    return result;
-  }
-};
 
 }  // namespace
 
@@ -785,7 +778,9 @@ BOOST_AUTO_TEST_CASE(too_large_line_then_the_connection_goes_on) {
   BOOST_TEST(server.running());
 }
 
-BOOST_AUTO_TEST_CASE(foreign_user_is_forbidden_and_logged, *boost::unit_test::precondition(running_as_root{})) {
+BOOST_AUTO_TEST_CASE(foreign_user_is_forbidden_and_logged,
+                     *boost::unit_test::precondition(prefork::unit_support::running_as_root{
+                         "to run a client as another user"})) {
   constexpr uid_t nobody = 65534;
   constexpr gid_t nogroup = 65534;
   prefork::testing::server server(testbed_options());

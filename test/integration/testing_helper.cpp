@@ -1,6 +1,7 @@
 // prefork::testing::server, the library's harness for users' integration tests: it starts
 // preforkd ready to serve, drives it, and leaves no process behind, even when a test throws.
 #include "prefork/testing.hpp"
+#include "unit_support/preconditions.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/write.hpp>
@@ -396,15 +397,12 @@ BOOST_AUTO_TEST_CASE(a_post_on_a_connection_the_server_closed_is_reported_not_se
   BOOST_TEST(again.json().at("pid") != whoami.at("pid"));
 }
 
-BOOST_AUTO_TEST_CASE(a_user_program_runs_under_the_helper) {
+BOOST_AUTO_TEST_CASE(a_user_program_runs_under_the_helper,
+                     *boost::unit_test::precondition(prefork::unit_support::program_beside_preforkd{"kv-server"})) {
   // The example kv-server is built beside preforkd: a program of its own on prefork::run.
   const char* preforkd = std::getenv("PREFORKD");
   BOOST_REQUIRE_MESSAGE(preforkd != nullptr, "PREFORKD is not set");
   const fs::path kv_server = fs::path(preforkd).parent_path() / "kv-server";
-  if (!fs::exists(kv_server)) {
-    BOOST_TEST_MESSAGE("skipped: no " << kv_server);
-    return;
-  }
   server_options options;
   options.program = kv_server;
   options.config["app"] = "kv";

@@ -1,4 +1,5 @@
 #include "control/control_server.hpp"
+#include "unit_support/preconditions.hpp"
 
 #include "prefork/log.hpp"
 #include "unit_support/temp_dir.hpp"
@@ -759,11 +760,8 @@ BOOST_AUTO_TEST_CASE(clients_hanging_up_mid_line) {
   run(f, hang_up_mid_line_body(&f));
 }
 
-BOOST_AUTO_TEST_CASE(foreign_user_is_forbidden) {
-  if (::geteuid() != 0) {
-    BOOST_TEST_MESSAGE("skipped: setuid to another user needs root");
-    return;
-  }
+BOOST_AUTO_TEST_CASE(foreign_user_is_forbidden, *boost::unit_test::precondition(prefork::unit_support::running_as_root{
+                                                    "setuid to another user"})) {
   temp_dir logs;
   prefork::log_config logging;
   logging.file = logs / "master.log";

@@ -1,4 +1,5 @@
 #include "net/listener.hpp"
+#include "unit_support/preconditions.hpp"
 
 #include "unit_support/child_exit.hpp"
 #include "unit_support/temp_dir.hpp"
@@ -130,8 +131,6 @@ struct listener_guard {
   prefork::detail::listener& l;
   ~listener_guard() { close_listener(l); }
 };
-
-bool running_as_root() { return ::geteuid() == 0; }
 
 // Runs `body` in a child process as user and group nobody (65534) and returns its exit
 // status, or -1 if it did not finish within 5 s. Used for the permission error paths.
@@ -428,18 +427,8 @@ BOOST_AUTO_TEST_CASE(tcp_port_zero_is_resolved_and_second_bind_is_in_use) {
   }
 }
 
-BOOST_AUTO_TEST_CASE(tcp_ipv6_loopback) {
-  const int probe = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in6 loopback{};
-  loopback.sin6_family = AF_INET6;
-  loopback.sin6_addr = in6addr_loopback;
-  const bool available =
-      probe >= 0 && ::bind(probe, reinterpret_cast<const sockaddr*>(&loopback), sizeof loopback) == 0;
-  if (probe >= 0) ::close(probe);
-  if (!available) {
-    BOOST_TEST_MESSAGE("IPv6 loopback not available: skipped");
-    return;
-  }
+BOOST_AUTO_TEST_CASE(tcp_ipv6_loopback,
+                     *boost::unit_test::precondition(prefork::unit_support::ipv6_loopback_available{})) {
   auto result = open_listener(tcp_address("::1", 0), backlog, 0660);
   BOOST_REQUIRE_MESSAGE(result, result.error().message);
   listener_guard guard{*result};
@@ -558,11 +547,8 @@ BOOST_AUTO_TEST_CASE(value_throws_system_error_with_code_and_message) {
   });
 }
 
-BOOST_AUTO_TEST_CASE(permission_errors_are_bind_failed) {
-  if (!running_as_root()) {
-    BOOST_TEST_MESSAGE("needs root to switch to nobody: skipped");
-    return;
-  }
+BOOST_AUTO_TEST_CASE(permission_errors_are_bind_failed,
+                     *boost::unit_test::precondition(prefork::unit_support::running_as_root{"to switch to nobody"})) {
   temp_dir dir;
   BOOST_REQUIRE(::chmod(dir.path.c_str(), 0755) == 0);  // root's, searchable by nobody
 
