@@ -53,16 +53,6 @@ struct control_request {
   kill_signal signal = kill_signal::term;  // kill_worker: "TERM" (default) or "KILL"
 };
 
-/// Error codes of SPEC section 3.
-namespace control_code {
-inline constexpr std::string_view bad_json = "bad_json";
-inline constexpr std::string_view bad_request = "bad_request";
-inline constexpr std::string_view unknown_command = "unknown_command";
-inline constexpr std::string_view not_found = "not_found";
-inline constexpr std::string_view forbidden = "forbidden";
-inline constexpr std::string_view too_large = "too_large";
-}  // namespace control_code
-
 /// Parses one request line (without its newline; a trailing '\r' is tolerated).
 /// Errors (as the reply to send):
 /// - bad_json: the line is not one JSON value (an empty line included);

@@ -10,8 +10,23 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace prefork::detail {
+
+/// The error codes a reply carries: SPEC section 3's, in its order, then prefork's own
+/// (README "preforkctl"). Every reply names its code through these, never a bare literal.
+namespace control_code {
+inline constexpr std::string_view bad_json = "bad_json";
+inline constexpr std::string_view bad_request = "bad_request";
+inline constexpr std::string_view unknown_command = "unknown_command";
+inline constexpr std::string_view not_found = "not_found";
+inline constexpr std::string_view forbidden = "forbidden";
+inline constexpr std::string_view too_large = "too_large";  // a request line over 64 KiB
+// prefork's own:
+inline constexpr std::string_view reload_failed = "reload_failed";  // a waited-for reload did not start
+inline constexpr std::string_view reopen_failed = "reopen_failed";  // reopen_logs could not reopen the file
+}  // namespace control_code
 
 /// An error a command reports: `code` is one of the SPEC's error codes
 /// (bad_request, not_found, ...), `message` is for people.

@@ -38,7 +38,9 @@ std::uint64_t resident_bytes(pid_t pid) {
   return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
-control_error no_worker(std::int64_t id) { return {"not_found", "no live worker with id " + std::to_string(id)}; }
+control_error no_worker(std::int64_t id) {
+  return {std::string(control_code::not_found), "no live worker with id " + std::to_string(id)};
+}
 
 }  // namespace
 
@@ -156,8 +158,9 @@ boost::system::result<void, control_error> master::pause_worker(std::int64_t id)
   record_ptr record = workers_.find(id);
   if (!record || !record->alive()) return no_worker(id);
   if (!workers_.apply(*record, worker_event::pause))
-    return control_error{"bad_request", "worker " + std::to_string(id) + " is " +
-                                            std::string(to_string(record->state())) + ", not ready"};
+    return control_error{
+        std::string(control_code::bad_request),
+        "worker " + std::to_string(id) + " is " + std::string(to_string(record->state())) + ", not ready"};
   log_info("worker paused", {{"id", id}, {"pid", record->pid}});
   return {};
 }
@@ -166,8 +169,9 @@ boost::system::result<void, control_error> master::resume_worker(std::int64_t id
   record_ptr record = workers_.find(id);
   if (!record || !record->alive()) return no_worker(id);
   if (!workers_.apply(*record, worker_event::resume))
-    return control_error{"bad_request", "worker " + std::to_string(id) + " is " +
-                                            std::string(to_string(record->state())) + ", not paused"};
+    return control_error{
+        std::string(control_code::bad_request),
+        "worker " + std::to_string(id) + " is " + std::string(to_string(record->state())) + ", not paused"};
   log_info("worker resumed", {{"id", id}, {"pid", record->pid}});
   on_capacity_maybe_restored();
   return {};
@@ -181,7 +185,7 @@ boost::system::result<void, control_error> master::reopen_logs() {
     if (record->alive()) send_control(*record, message);
   if (ec) {
     log_error("cannot reopen log file", {{"error", ec.message()}});
-    return control_error{"reopen_failed", ec.message()};
+    return control_error{std::string(control_code::reopen_failed), ec.message()};
   }
   log_info("log files reopened");
   return {};
