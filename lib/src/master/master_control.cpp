@@ -50,7 +50,10 @@ json::object master::status() {
   result["version"] = std::string(prefork::version());
   result["uptime_s"] = std::chrono::duration<double>(steady_clock::now() - started_).count();
   result["generation"] = generation_;
-  result["state"] = stopping_ ? "stopping" : reload_.active() ? "reloading" : announced_ready_ ? "running" : "starting";
+  result["state"] = stop_.stopping()   ? "stopping"
+                    : reload_.active() ? "reloading"
+                    : announced_ready_ ? "running"
+                                       : "starting";
   json::object workers;
   workers["desired"] = desired_;
   workers["ready"] = count_current(worker_state::ready);
@@ -129,7 +132,7 @@ asio::awaitable<boost::system::result<std::uint64_t, control_error>> master::rel
   co_return std::move(*state->outcome);
 }
 
-void master::stop(stop_kind kind) { begin_stop(kind == stop_kind::graceful ? stop_mode::graceful : stop_mode::fast); }
+void master::stop(stop_kind kind) { begin_stop(kind); }
 
 boost::system::result<std::int64_t, control_error> master::kill_worker(std::int64_t id, kill_signal signal) {
   record_ptr record = workers_.find(id);

@@ -69,7 +69,7 @@ void master::accept_backlog(listener_slot& slot, std::size_t index) {
 void master::dispatch(handoff_entry entry) {
   const std::vector<record_ptr>& records = workers_.records();
   std::optional<std::size_t> choice = policy_->pick(workers_.loads());
-  if (!choice && stopping_) {
+  if (!choice && stop_.stopping()) {
     // Stopping: every worker drains, but a draining worker still serves what it gets.
     std::uint64_t fewest = UINT64_MAX;
     for (std::size_t i = 0; i < records.size(); ++i)
@@ -180,7 +180,7 @@ bool master::read_worker_frames(worker_record& record) {
         // Idle keep-alive connections of a draining worker: serve them elsewhere. While
         // stopping there is nowhere to go, and an idle connection has nothing in flight.
         for (std::size_t i = 0; i < frame.fd_count; ++i) {
-          if (stopping_) {
+          if (stop_.stopping()) {
             ::close(frame.fds[i]);
             continue;
           }

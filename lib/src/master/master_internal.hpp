@@ -13,6 +13,7 @@
 #include "master/master.hpp"
 #include "master/reload_sequencer.hpp"
 #include "master/restart_backoff.hpp"
+#include "master/stop_sequencer.hpp"
 #include "master/worker_record.hpp"
 #include "master/worker_state.hpp"
 #include "master/worker_table.hpp"
@@ -43,8 +44,6 @@ struct listener_slot {
   bool open = true;
 };
 
-enum class stop_mode { graceful, fast };
-
 class master final : public control_target {
  public:
   master(asio::io_context& io, std::shared_ptr<const config> settings, const app& application, master_sockets sockets,
@@ -52,7 +51,7 @@ class master final : public control_target {
 
   asio::io_context& io() { return io_; }
   const config& settings() const { return *settings_; }
-  bool stopping() const { return stopping_; }
+  bool stopping() const { return stop_.stopping(); }
   listener_slot& listener_at(std::size_t i) { return *listeners_[i]; }
   asio::steady_timer& capacity_timer() { return capacity_timer_; }
   int exit_status() const { return exit_status_; }
@@ -75,7 +74,7 @@ class master final : public control_target {
   asio::posix::stream_descriptor& successor_ready_pipe() { return *successor_ready_pipe_; }
   process_handle& successor() { return *successor_; }
   void on_successor_message(bool ready, const std::string& why);
-  void begin_stop(stop_mode mode);
+  void begin_stop(stop_kind mode);
   /// Starts or queues a reload; `done` (optional) gets the new generation once it serves
   /// and the old one is gone, or the error that abandoned it. Returns the generation
   /// number the reload will have.
@@ -180,8 +179,7 @@ class master final : public control_target {
   int next_id_ = 1;
   std::uint64_t generation_ = 1;       // the generation new workers join
   std::uint64_t last_generation_ = 1;  // highest generation number used
-  bool stopping_ = false;
-  stop_mode stop_mode_ = stop_mode::graceful;
+  stop_sequencer stop_;
   bool announced_ready_ = false;
   int exit_status_ = 0;
   std::optional<listener> control_listener_;

@@ -22,9 +22,9 @@ std::string reloading_notification() {
 
 void master::on_signal(int signal_number) {
   switch (signal_number) {
-    case SIGTERM: begin_stop(stop_mode::graceful); break;
+    case SIGTERM: begin_stop(stop_kind::graceful); break;
     case SIGINT:
-    case SIGQUIT: begin_stop(stop_mode::fast); break;
+    case SIGQUIT: begin_stop(stop_kind::fast); break;
     case SIGHUP: request_reload(nullptr); break;
     case SIGTTIN: set_desired(desired_ + 1); break;
     case SIGTTOU: set_desired(std::max(1, desired_ - 1)); break;
@@ -35,7 +35,7 @@ void master::on_signal(int signal_number) {
 }
 
 void master::set_desired(int desired) {
-  if (stopping_) return;
+  if (stop_.stopping()) return;
   if (desired != desired_) log_info("scaling", {{"from", desired_}, {"to", desired}});
   desired_ = desired;
   reconcile();
@@ -45,7 +45,7 @@ void master::set_desired(int desired) {
 // --- reload ----------------------------------------------------------------------------
 
 std::uint64_t master::request_reload(reload_callback done) {
-  if (stopping_) {
+  if (stop_.stopping()) {
     if (done) done(control_error{std::string(control_code::bad_request), "the master is stopping"});
     return generation_;
   }
@@ -205,16 +205,15 @@ void master::close_listener_slot(listener_slot& slot, backlog waiting) {
   close_listener(slot.info);
 }
 
-void master::begin_stop(stop_mode mode) {
-  if (stopping_ && (mode == stop_mode_ || mode == stop_mode::graceful)) return;
-  bool escalate = stopping_;
-  stopping_ = true;
-  stop_mode_ = mode;
-  log_info("stopping", {{"mode", mode == stop_mode::graceful ? "graceful" : "fast"}});
+void master::begin_stop(stop_kind mode) {
+  const stop_sequencer::action action = stop_.request(mode);
+  if (action == stop_sequencer::action::ignore) return;
+  const bool escalate = action == stop_sequencer::action::escalate;
+  log_info("stopping", {{"mode", mode == stop_kind::graceful ? "graceful" : "fast"}});
   notify("STOPPING=1");
   if (!escalate) {
     for (auto& slot : listeners_)
-      close_listener_slot(*slot, mode == stop_mode::graceful ? backlog::serve : backlog::drop);
+      close_listener_slot(*slot, mode == stop_kind::graceful ? backlog::serve : backlog::drop);
     capacity_timer_.cancel();
     stop_control();
     stop_metrics();
@@ -235,7 +234,7 @@ void master::begin_stop(stop_mode mode) {
       record->expected = exit_expectation::stop;
     workers_.apply(*record, worker_event::drain);  // false when already draining: it stays so
     boost::system::error_code ec;
-    if (mode == stop_mode::fast) {
+    if (mode == stop_kind::fast) {
       record->handle->interrupt(ec);
     } else if (upgraded_) {
       // Handing idle keep-alive connections back would be useless (we stop, and cannot
@@ -251,7 +250,7 @@ void master::begin_stop(stop_mode mode) {
   }
   workers_.stop_accepting();
   // Whatever is still running at the deadline is killed.
-  auto deadline = mode == stop_mode::graceful ? settings_->graceful_timeout : std::chrono::milliseconds(1000);
+  auto deadline = stop_.deadline(settings_->graceful_timeout);
   stop_timer_.expires_after(deadline);
   stop_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
@@ -270,7 +269,7 @@ void master::begin_stop(stop_mode mode) {
 }
 
 void master::finish_if_stopped() {
-  if (!stopping_ || !workers_.empty()) return;
+  if (!stop_.stopping() || !workers_.empty()) return;
   for (auto& entry : unassigned_) {
     ::close(entry.fd);
     ++stats_.lost;

@@ -63,8 +63,8 @@ void log_watch_failure(std::exception_ptr error) {
 }  // namespace
 
 void master::start_upgrade() {
-  if (stopping_ || upgrading_) {
-    log_warning("upgrade ignored", {{"reason", stopping_ ? "stopping" : "an upgrade is running"}});
+  if (stop_.stopping() || upgrading_) {
+    log_warning("upgrade ignored", {{"reason", stop_.stopping() ? "stopping" : "an upgrade is running"}});
     return;
   }
   if (hooks_.executable.empty()) {
@@ -128,7 +128,7 @@ void master::on_successor_ready() {
   log_info("upgrade: new master ready; this master drains and exits", {{"pid", successor_->id()}});
   boost::system::error_code ignored;
   successor_ready_pipe_->close(ignored);
-  begin_stop(stop_mode::graceful);
+  begin_stop(stop_kind::graceful);
 }
 
 void master::on_successor_failed(const std::string& why) {

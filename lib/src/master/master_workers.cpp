@@ -44,7 +44,7 @@ void master::remove_record(const worker_record& record) {
 }
 
 void master::reconcile() {
-  if (stopping_) return;
+  if (stop_.stopping()) return;
   for (int n = workers_.counted_toward_desired(generation_); n < desired_; ++n) spawn(make_record(generation_));
   while (workers_.counted_toward_desired(generation_) > desired_) {
     // Fewer workers: the table says whom to give up (a slot in backoff first).
@@ -188,16 +188,12 @@ void master::on_worker_exit(const record_ptr& record, boost::system::error_code 
   if (record->replaces != 0 && !was_ready) {
     // A recycling replacement died before it was ready: the old worker stays on, and
     // tries recycling again only after another max_requests (no fork loop).
-    record->counts_toward_desired = false;
-    if (auto old = workers_.find(record->replaces); old && old->state() != worker_state::draining) {
-      old->counts_toward_desired = true;
-      old->recycle_after = old->progress().requests + static_cast<std::uint64_t>(old->settings->max_requests);
-    }
+    workers_.replacement_failed(*record);
   }
-  if (reload_.active() && record->generation == reload_.next_generation() && !expected)
+  if (!expected && reload_.on_worker_failed(record->generation) == reload_sequencer::outcome::abandon)
     abandon_reload("worker " + std::to_string(record->id) + " of the new generation exited");
 
-  if (!stopping_) {
+  if (!stop_.stopping()) {
     if (record->counts_toward_desired && record->generation == generation_) {
       bool failed = is_crash(record->expected) || record->expected == exit_expectation::timeout;
       start_replacement(*record, failed ? record->backoff.on_exit(uptime) : std::chrono::milliseconds(0));
@@ -214,7 +210,7 @@ void master::on_worker_exit(const record_ptr& record, boost::system::error_code 
 }
 
 void master::start_replacement(const worker_record& predecessor, std::chrono::milliseconds delay) {
-  if (stopping_) return;
+  if (stop_.stopping()) return;
   record_ptr replacement = make_record(generation_);
   replacement->backoff = predecessor.backoff;
   if (delay.count() == 0) return spawn(replacement);
@@ -226,7 +222,7 @@ void master::start_replacement(const worker_record& predecessor, std::chrono::mi
   std::weak_ptr<worker_record> weak = replacement;
   replacement->backoff_timer->async_wait([this, weak](boost::system::error_code wait_error) {
     auto locked = weak.lock();
-    if (wait_error || !locked || stopping_ || locked->state() != worker_state::backoff) return;
+    if (wait_error || !locked || stop_.stopping() || locked->state() != worker_state::backoff) return;
     spawn(locked);
   });
 }
@@ -239,11 +235,9 @@ void master::on_ready(worker_record& record) {
     if (auto old = workers_.find(record.replaces)) retire(*old);
     record.replaces = 0;
   }
-  if (reload_.active() && record.generation == reload_.next_generation()) {
-    if (reload_.on_ready(record.generation, count_current(worker_state::ready), desired_) ==
-        reload_sequencer::outcome::switch_over)
-      switch_over();
-  }
+  if (reload_.on_ready(record.generation, count_current(worker_state::ready), desired_) ==
+      reload_sequencer::outcome::switch_over)
+    switch_over();
   if (!announced_ready_ && count_current(worker_state::ready) >= desired_) {
     announced_ready_ = true;
     log_info("ready", {{"workers", count_current(worker_state::ready)}, {"generation", generation_}});
@@ -264,16 +258,12 @@ void master::on_drain_reported(worker_record& record) {
 }
 
 void master::maybe_recycle() {
-  if (stopping_ || reload_.active()) return;
-  if (workers_.recycling()) return;  // one worker recycles at a time
-  for (const auto& r : workers_.records()) {
-    if (r->state() != worker_state::ready || !r->counts_toward_desired || r->generation != generation_) continue;
-    if (r->recycle_after == 0 || r->progress().requests < r->recycle_after) continue;
-    log_info("recycling worker", {{"id", r->id}, {"pid", r->pid}, {"served", r->progress().requests}});
-    ++stats_.worker_recycled;
-    replace_then_retire(*r);
-    return;
-  }
+  if (stop_.stopping() || reload_.active()) return;
+  const record_ptr due = workers_.due_for_recycling(generation_);
+  if (!due) return;
+  log_info("recycling worker", {{"id", due->id}, {"pid", due->pid}, {"served", due->progress().requests}});
+  ++stats_.worker_recycled;
+  replace_then_retire(*due);
 }
 
 void master::replace_then_retire(worker_record& record) {

@@ -83,6 +83,24 @@ bool worker_table::recycling() const noexcept {
   return std::any_of(records_.begin(), records_.end(), [](const record_ptr& r) { return r->replaces != 0; });
 }
 
+record_ptr worker_table::due_for_recycling(std::uint64_t generation) const {
+  if (recycling()) return nullptr;
+  for (const auto& r : records_) {
+    if (r->state_ != worker_state::ready || !r->counts_toward_desired || r->generation != generation) continue;
+    if (r->recycle_after == 0 || r->progress_.requests < r->recycle_after) continue;
+    return r;
+  }
+  return nullptr;
+}
+
+void worker_table::replacement_failed(worker_record& replacement) {
+  replacement.counts_toward_desired = false;
+  const record_ptr old = find(replacement.replaces);
+  if (!old || old->state_ == worker_state::draining) return;
+  old->counts_toward_desired = true;
+  old->recycle_after = old->progress_.requests + static_cast<std::uint64_t>(std::max(old->settings->max_requests, 0L));
+}
+
 bool worker_table::older_alive(std::uint64_t generation) const noexcept {
   return std::any_of(records_.begin(), records_.end(),
                      [&](const record_ptr& r) { return r->generation < generation && r->alive(); });

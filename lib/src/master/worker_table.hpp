@@ -62,6 +62,14 @@ class worker_table {
   record_ptr scale_down_victim(std::uint64_t generation) const;
   /// Whether a recycling replacement is on its way (one worker recycles at a time).
   bool recycling() const noexcept;
+  /// The worker of `generation` due for recycling (ready, counting toward the desired
+  /// number, served its recycle_after requests), oldest first; null when none is, or while
+  /// another one recycles.
+  record_ptr due_for_recycling(std::uint64_t generation) const;
+  /// A recycling replacement died before it was ready: it no longer counts, and the worker
+  /// it was to replace (unless already draining) counts again and tries recycling only
+  /// after another max_requests (no fork loop).
+  void replacement_failed(worker_record& replacement);
   /// Whether a worker older than `generation` is still alive.
   bool older_alive(std::uint64_t generation) const noexcept;
 

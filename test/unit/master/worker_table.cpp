@@ -218,4 +218,64 @@ BOOST_FIXTURE_TEST_CASE(counts_recycling_and_older_generations, table_fixture) {
   BOOST_TEST(!table.empty());
 }
 
+BOOST_FIXTURE_TEST_CASE(one_worker_is_due_for_recycling_at_a_time, table_fixture) {
+  auto young = add_ready();
+  auto old = add_ready();
+  auto other_generation = add_ready(2);
+  young->recycle_after = 100;
+  old->recycle_after = 10;
+  other_generation->recycle_after = 1;
+  table.note_progress(*old, closed_after(0, 0));
+  BOOST_TEST(table.due_for_recycling(1) == nullptr);  // nobody served enough
+
+  prefork::detail::progress_counters served{};
+  served.requests = 10;
+  table.note_progress(*old, served);
+  BOOST_TEST(table.due_for_recycling(1) == old);
+  BOOST_TEST(table.due_for_recycling(2) == nullptr);  // served nothing yet
+
+  // Its replacement is on its way: nobody else is due meanwhile.
+  old->counts_toward_desired = false;
+  auto replacement = add();
+  replacement->replaces = old->id;
+  served.requests = 100;
+  table.note_progress(*young, served);
+  BOOST_TEST(table.due_for_recycling(1) == nullptr);
+
+  // A worker that never recycles (recycle_after 0), or is not ready, is never due.
+  table.remove(*replacement);
+  young->recycle_after = 0;
+  BOOST_TEST(table.due_for_recycling(1) == nullptr);
+  young->recycle_after = 100;
+  BOOST_TEST(table.apply(*young, worker_event::pause));
+  BOOST_TEST(table.due_for_recycling(1) == nullptr);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_replacement_that_dies_before_ready_leaves_the_old_worker_on, table_fixture) {
+  auto settings_with_max = std::make_shared<prefork::config>();
+  settings_with_max->max_requests = 50;
+  settings = settings_with_max;
+  auto old = add_ready();
+  prefork::detail::progress_counters served{};
+  served.requests = 60;
+  table.note_progress(*old, served);
+  old->counts_toward_desired = false;  // being replaced
+  auto replacement = add();
+  replacement->replaces = old->id;
+
+  table.replacement_failed(*replacement);
+  BOOST_TEST(!replacement->counts_toward_desired);
+  BOOST_TEST(old->counts_toward_desired);
+  BOOST_TEST(old->recycle_after == 110u);  // tries again after another max_requests
+
+  // A draining old worker is not revived.
+  auto draining = add_ready();
+  draining->counts_toward_desired = false;
+  BOOST_TEST(table.apply(*draining, worker_event::drain));
+  auto second = add();
+  second->replaces = draining->id;
+  table.replacement_failed(*second);
+  BOOST_TEST(!draining->counts_toward_desired);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
