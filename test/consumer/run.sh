@@ -124,5 +124,17 @@ fi
 nm -C "$work/build/tiny_tests" | grep -q 'prefork::testing::' ||
   { echo "tiny_tests does not contain prefork::testing (is the check above blind?)" >&2; exit 1; }
 
+# prefork logs through its own logger and leaves a program's Boost.Log alone: the package
+# neither links Boost.Log nor decides how the program links it (BOOST_LOG_DYN_LINK).
+package_dir=$(dirname "$(find "$work/prefix" -name preforkConfig.cmake | head -n 1)")
+if grep -e 'Boost::log' -e 'BOOST_LOG' -e ' log ' "$package_dir"/*.cmake; then
+  echo "the installed package makes its users link or configure Boost.Log" >&2
+  exit 1
+fi
+if command -v ldd > /dev/null && ldd "$work/build/tiny" | grep -q 'libboost_log'; then
+  echo "tiny, linked with prefork::prefork, loads libboost_log" >&2
+  exit 1
+fi
+
 echo "consumer.find_package: ok (installed libprefork.a: $(wc -c < "$library") bytes;" \
      "tiny: $(wc -c < "$work/build/tiny") bytes)"

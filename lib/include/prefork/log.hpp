@@ -1,6 +1,6 @@
 // Logging for the master and its workers: one line per event, text or JSON, to stderr or a
-// file opened for append. A facade over Boost.Log (synchronous sink, no threads), so that no
-// other file includes Boost.Log headers.
+// file opened for append. Our own, not Boost.Log: a program's Boost.Log is left alone
+// (lib/src/core/log.cpp says why).
 #pragma once
 
 #include "prefork/config.hpp"

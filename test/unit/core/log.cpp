@@ -4,6 +4,9 @@
 #include <boost/json/value.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -11,6 +14,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -408,6 +412,93 @@ BOOST_FIXTURE_TEST_CASE(forked_worker_and_master_lines_never_interleave, log_fix
   }
   BOOST_TEST(master_next == lines_each);
   BOOST_TEST(worker_next == lines_each);
+}
+
+BOOST_FIXTURE_TEST_CASE(reopen_keeps_the_descriptor_number, log_fixture) {
+  auto file = init_file(log_format::json);
+  const int fd = prefork::log_descriptor();
+  BOOST_TEST(fd != STDERR_FILENO);
+  fs::rename(file, dir / "test.log.1");
+  BOOST_REQUIRE(!prefork::reopen_logs());
+  // The new file took over the number: a thread writing at that moment never meets a
+  // closed descriptor. It stays close-on-exec.
+  BOOST_TEST(prefork::log_descriptor() == fd);
+  BOOST_TEST((::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
+  init_file(log_format::text);
+  BOOST_TEST(prefork::log_descriptor() == fd);
+  prefork::log_info("in the new file");
+  BOOST_REQUIRE_EQUAL(read_lines(file).size(), 1u);
+  BOOST_TEST(read_lines(dir / "test.log.1").empty());
+}
+
+BOOST_FIXTURE_TEST_CASE(back_to_stderr_closes_the_file, log_fixture) {
+  init_file(log_format::json);
+  const int fd = prefork::log_descriptor();
+  BOOST_REQUIRE(!prefork::init_logging(log_config{}));
+  BOOST_TEST(prefork::log_descriptor() == STDERR_FILENO);
+  // An exec'd worker relies on it: the number may be taken by its channel next.
+  BOOST_TEST(::fcntl(fd, F_GETFD) == -1);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_thread_logging_through_reopens_loses_no_line, log_fixture) {
+  auto file = init_file(log_format::json);
+  constexpr int lines = 20000;
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int i = 0; i < lines; ++i) prefork::log_info("from thread", {{"i", i}});
+    done = true;
+  });
+  int rotations = 0;
+  while (!done) {  // rotate as logrotate would, as fast as possible
+    fs::rename(file, dir / ("test.log." + std::to_string(++rotations)));
+    BOOST_REQUIRE(!prefork::reopen_logs());
+    ::usleep(100);
+  }
+  writer.join();
+  std::vector<int> seen(lines, 0);
+  std::vector<fs::path> files{file};
+  for (int r = 1; r <= rotations; ++r) files.push_back(dir / ("test.log." + std::to_string(r)));
+  for (const auto& path : files) {
+    if (!fs::exists(path)) continue;
+    for (const auto& text : read_lines(path)) ++seen[parse_line(text).at("i").as_int64()];
+  }
+  BOOST_TEST_MESSAGE("rotations: " << rotations);
+  BOOST_TEST(std::count(seen.begin(), seen.end(), 1) == lines);  // each line once, none lost
+}
+
+BOOST_FIXTURE_TEST_CASE(a_child_forked_while_another_thread_logs_can_log, log_fixture) {
+  // No lock on the way of a line: a fork while another thread is in the middle of one
+  // must not leave the child stuck on its first line (as a held logger mutex would).
+  auto file = init_file(log_format::json);
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    while (!stop) prefork::log_info("busy", {{"pad", std::string(200, 'x')}});
+  });
+  constexpr int children = 30;
+  int stuck = 0;
+  for (int c = 0; c < children; ++c) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      prefork::set_log_identity(log_role::worker, c);
+      prefork::log_info("child");
+      ::_exit(0);
+    }
+    if (pid < 0) break;
+    int status = 0;
+    pid_t waited = 0;
+    for (int tries = 0; tries < 500 && (waited = ::waitpid(pid, &status, WNOHANG)) == 0; ++tries) ::usleep(10000);
+    if (waited == 0) {
+      ++stuck;
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+    }
+  }
+  stop = true;
+  writer.join();
+  BOOST_TEST(stuck == 0, stuck << " of " << children << " children did not finish within 5 s");
+  int child_lines = 0;
+  for (const auto& text : read_lines(file)) child_lines += parse_line(text).at("msg").as_string() == "child";
+  BOOST_TEST(child_lines == children - stuck);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
