@@ -1,5 +1,5 @@
 // The configuration's defaults, the file loader and the configuration as JSON (preforkctl
-// config, --print-config). Reading a document is parse_config.cpp; apps' sections are
+// config, --check-config). Reading a document is parse_config.cpp; apps' sections are
 // read by section_reader.cpp.
 #include "prefork/config.hpp"
 
