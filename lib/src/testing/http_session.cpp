@@ -1,13 +1,14 @@
+// prefork::testing::http_session: blocking HTTP/1.1 exchanges with deadlines on one
+// kept-alive connection (a stale one is retried once for an idempotent request), and the
+// response's helpers. Requests are checked and serialized in outgoing_request.cpp.
 #include "prefork/testing/http_session.hpp"
 
 #include "prefork/socket_connect.hpp"
+#include "testing/outgoing_request.hpp"
+#include "testing/parse_endpoint.hpp"
 
-#include <boost/asio/connect.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/address.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
@@ -16,12 +17,9 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
-#include <boost/system/system_error.hpp>
 
 #include <algorithm>
 #include <array>
-#include <cctype>
-#include <charconv>
 #include <stdexcept>
 
 namespace prefork::testing {
@@ -31,114 +29,19 @@ namespace beast = boost::beast;
 namespace http = boost::beast::http;
 using steady = std::chrono::steady_clock;
 using namespace std::chrono_literals;
+using detail::check_request;
+using detail::equal_ignoring_case;
+using detail::has_header;
+using detail::outgoing;
+using detail::parse_endpoint;
+using detail::prepare;
+using detail::printable;
 
 namespace {
-
-bool equal_ignoring_case(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
-    return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-  });
-}
-
-// --- requests -----------------------------------------------------------------------------
 
 // How long a body announced with `Expect: 100-continue` waits for the 100 before it is sent
 // anyway: curl's default, for servers that ignore the expectation.
 constexpr auto continue_wait = 1s;
-
-// RFC 9110 5.6.2: tchar.
-bool is_token(std::string_view text) {
-  constexpr std::string_view symbols = "!#$%&'*+-.^_`|~";
-  return !text.empty() && std::all_of(text.begin(), text.end(), [&](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || symbols.find(c) != std::string_view::npos;
-  });
-}
-
-bool is_control_or_space(char c) {
-  const auto byte = static_cast<unsigned char>(c);
-  return byte <= 0x20 || byte == 0x7f;
-}
-
-// `text` for a message: control characters as \r, \n, \xNN; at most `limit` bytes of it.
-std::string printable(std::string_view text, std::size_t limit = 200) {
-  std::string out;
-  for (char c : text.substr(0, limit)) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (byte < 0x20 || byte == 0x7f) {
-      constexpr char digits[] = "0123456789abcdef";
-      out.append("\\x").append(1, digits[byte >> 4]).append(1, digits[byte & 0xf]);
-    } else {
-      out += c;
-    }
-  }
-  if (text.size() > limit) out += "... (" + std::to_string(text.size()) + " bytes)";
-  return out;
-}
-
-bool has_header(const http_headers& headers, std::string_view name) {
-  return std::any_of(headers.begin(), headers.end(),
-                     [&](const auto& field) { return equal_ignoring_case(field.first, name); });
-}
-
-// Throws std::invalid_argument for what would not be one well-formed request on the wire.
-void check_request(const http_request& request) {
-  if (!is_token(request.method))
-    throw std::invalid_argument("HTTP method \"" + printable(request.method) + "\" is not a token");
-  if (request.target.empty() || std::any_of(request.target.begin(), request.target.end(), is_control_or_space))
-    throw std::invalid_argument("HTTP target \"" + printable(request.target) +
-                                "\" is empty or holds a space or control character");
-  for (const auto& [name, value] : request.headers) {
-    if (!is_token(name)) throw std::invalid_argument("header name \"" + printable(name) + "\" is not a token");
-    if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
-      throw std::invalid_argument("header " + name + ": the value \"" + printable(value) + "\" holds CR, LF or NUL");
-  }
-}
-
-bool idempotent(std::string_view method) {
-  return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" || method == "OPTIONS" ||
-         method == "TRACE";
-}
-
-// A request as it goes on the wire: the header, then the body (at once, or after a 100).
-struct outgoing {
-  std::string head;
-  std::string_view body;
-  bool head_method = false;  // the response has no body
-  bool idempotent = false;   // may be sent twice
-  bool await_continue = false;
-};
-
-std::string serialize_head(const http_request& request) {
-  std::string head;
-  head.reserve(64 + request.target.size());
-  head.append(request.method).append(" ").append(request.target).append(" HTTP/1.1\r\n");
-  if (!has_header(request.headers, "Host")) head.append("Host: localhost\r\n");
-  const bool sized = has_header(request.headers, "Content-Length") || has_header(request.headers, "Transfer-Encoding");
-  const bool carries_body =
-      !request.body.empty() || request.method == "POST" || request.method == "PUT" || request.method == "PATCH";
-  if (!sized && carries_body)
-    head.append("Content-Length: ").append(std::to_string(request.body.size())).append("\r\n");
-  for (const auto& [name, value] : request.headers) head.append(name).append(": ").append(value).append("\r\n");
-  head.append("\r\n");
-  return head;
-}
-
-outgoing prepare(const http_request& request) {
-  outgoing out;
-  out.head = serialize_head(request);
-  out.body = request.body;
-  out.head_method = request.method == "HEAD";
-  out.idempotent = idempotent(request.method);
-  out.await_continue =
-      !request.body.empty() && std::any_of(request.headers.begin(), request.headers.end(), [](const auto& field) {
-        return equal_ignoring_case(field.first, "Expect") && equal_ignoring_case(field.second, "100-continue");
-      });
-  return out;
-}
 
 // A 1xx response the final one follows (101 Switching Protocols is final).
 bool is_interim(unsigned status) { return status >= 100 && status < 200 && status != 101; }
@@ -147,40 +50,6 @@ bool is_interim(unsigned status) { return status >= 100 && status < 200 && statu
 bool closed_by_peer(const boost::system::error_code& ec) {
   return ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
          ec == asio::error::broken_pipe;
-}
-
-// --- addresses ----------------------------------------------------------------------------
-
-// A bind-syntax address as an endpoint any stream socket can connect to.
-std::optional<asio::generic::stream_protocol::endpoint> parse_endpoint(std::string_view address) {
-  if (address.starts_with("unix:")) {
-    auto path = address.substr(5);
-    if (path.empty()) return std::nullopt;
-    asio::local::stream_protocol::endpoint local{std::string(path)};
-    return asio::generic::stream_protocol::endpoint(local.data(), local.size());
-  }
-  std::string_view host;
-  std::string_view port_text;
-  if (address.starts_with("[")) {
-    auto end = address.find("]:");
-    if (end == std::string_view::npos) return std::nullopt;
-    host = address.substr(1, end - 1);
-    port_text = address.substr(end + 2);
-  } else {
-    auto colon = address.rfind(':');
-    if (colon == std::string_view::npos) return std::nullopt;
-    host = address.substr(0, colon);
-    port_text = address.substr(colon + 1);
-  }
-  unsigned port = 0;
-  auto [end, error] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (error != std::errc{} || end != port_text.data() + port_text.size() || port == 0 || port > 65535)
-    return std::nullopt;
-  boost::system::error_code ec;
-  auto ip = asio::ip::make_address(std::string(host), ec);
-  if (ec) return std::nullopt;
-  asio::ip::tcp::endpoint tcp(ip, static_cast<unsigned short>(port));
-  return asio::generic::stream_protocol::endpoint(tcp.data(), tcp.size());
 }
 
 }  // namespace
@@ -199,16 +68,6 @@ boost::json::value http_response::json() const {
                              "): " + (body.empty() ? std::string("empty body") : "body \"" + printable(body) + "\""));
   }
   return value;
-}
-
-socket_type connect(std::string_view address, const asio::any_io_executor& executor,
-                    std::chrono::milliseconds timeout) {
-  auto endpoint = parse_endpoint(address);
-  if (!endpoint) throw std::runtime_error("cannot connect to \"" + std::string(address) + "\": not an address");
-  socket_type socket(executor);
-  auto ec = connect_until(socket, *endpoint, steady::now() + timeout);
-  if (ec) throw boost::system::system_error(ec, "connect to " + std::string(address));
-  return socket;
 }
 
 // --- http_session -------------------------------------------------------------------------

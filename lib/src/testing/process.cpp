@@ -1,4 +1,9 @@
+// prefork::testing::process: a program started in its own process group, reaped through
+// one Boost.Process v2 handle (a pidfd), stopped with its whole group; and run(), which
+// runs a command to its end. The child's set-up is child_setup.hpp.
 #include "prefork/testing/process.hpp"
+
+#include "testing/child_setup.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/process/v2/process.hpp>
@@ -7,23 +12,16 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <system_error>
 #include <utility>
-
-extern char** environ;
 
 namespace prefork::testing {
 
@@ -32,6 +30,9 @@ namespace fs = std::filesystem;
 namespace bp = boost::process::v2;
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
+using detail::child_environment;
+using detail::child_setup;
+using detail::listen_pid_prefix;
 
 namespace {
 
@@ -62,134 +63,9 @@ unique_fd open_or_throw(const fs::path& file, int flags) {
   return fd;
 }
 
-struct proc_stat {
-  std::string command;
-  char state = '?';
-  pid_t parent = 0;
-  pid_t group = 0;
-};
-
-std::optional<proc_stat> read_stat(pid_t pid) {
-  std::string text = read_file("/proc/" + std::to_string(pid) + "/stat");
-  // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-  auto open = text.find('(');
-  auto close = text.rfind(')');
-  if (open == std::string::npos || close == std::string::npos || close < open) return std::nullopt;
-  proc_stat stat;
-  stat.command = text.substr(open + 1, close - open - 1);
-  std::istringstream rest(text.substr(close + 1));
-  if (!(rest >> stat.state >> stat.parent >> stat.group)) return std::nullopt;
-  return stat;
-}
-
-bool is_supervisor_variable(std::string_view entry) {
-  for (std::string_view name :
-       {"NOTIFY_SOCKET=", "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=", "WATCHDOG_USEC=", "WATCHDOG_PID="}) {
-    if (entry.starts_with(name)) return true;
-  }
-  return false;
-}
-
-constexpr std::string_view listen_pid_prefix = "LISTEN_PID=";
-
-// The child's environment, built before the fork. With socket activation the last entry
-// is LISTEN_PID with room for the digits of a pid, which the child writes in place.
-std::vector<std::string> child_environment(const process_options& options) {
-  std::vector<std::string> environment;
-  for (char** entry = environ; *entry != nullptr; ++entry) {
-    std::string_view text(*entry);
-    if (is_supervisor_variable(text)) continue;
-    bool replaced = std::any_of(options.environment.begin(), options.environment.end(),
-                                [&](const auto& kv) { return text.starts_with(kv.first + "="); });
-    if (!replaced) environment.emplace_back(text);
-  }
-  for (const auto& [name, value] : options.environment) environment.push_back(name + "=" + value);
-  if (options.activation) {
-    environment.push_back("LISTEN_FDS=" + std::to_string(options.activation->fds.size()));
-    if (!options.activation->names.empty()) {
-      std::string names;
-      for (const auto& name : options.activation->names) names += (names.empty() ? "" : ":") + name;
-      environment.push_back("LISTEN_FDNAMES=" + names);
-    }
-    environment.push_back(std::string(listen_pid_prefix) + std::string(24, '\0'));
-  }
-  return environment;
-}
-
-// The child's set-up, a Boost.Process v2 initializer. on_exec_setup runs in the forked
-// child before execve; the test may have other threads, so only async-signal-safe calls:
-// everything it needs was prepared before the fork.
-struct child_setup {
-  const char* directory;  // nullptr: stay where the test is
-  int stdin_fd;
-  int stdout_fd;
-  int stderr_fd;
-  pid_t parent;
-  const std::vector<int>* activated;  // sockets to place at 3, 4, ...; may be empty
-  int* staged;                        // room for activated->size() descriptors
-  char* listen_pid_digits;            // where LISTEN_PID's value goes, or nullptr
-
-  // In the parent, before the fork: the descriptors the launcher's clean-up must keep.
-  template <class Launcher>
-  boost::system::error_code on_setup(Launcher& launcher, const bp::filesystem::path&, const char* const*) {
-    for (std::size_t i = 0; i < activated->size(); ++i) launcher.fd_whitelist.push_back(3 + static_cast<int>(i));
-    return {};
-  }
-
-  template <class Launcher>
-  boost::system::error_code on_exec_setup(Launcher&, const bp::filesystem::path&, const char* const*) {
-    auto failed = [] { return boost::system::error_code(errno, boost::system::system_category()); };
-    // Own process group: the test signals and inspects the program as one group.
-    if (::setpgid(0, 0) != 0) return failed();
-    // Default signal state: the test framework's handlers and mask are not the program's.
-    sigset_t none;
-    ::sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    struct sigaction default_action {};
-    default_action.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &default_action, nullptr);
-    // Die with the test: a test killed by its timeout leaves nothing behind.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(126);  // the test died before prctl took effect
-    if (directory != nullptr && ::chdir(directory) != 0) return failed();
-    // Activated sockets go to 3, 4, ...: first copy them above that range, so that no
-    // placement overwrites a source that is still to be placed.
-    const int floor = 3 + static_cast<int>(activated->size());
-    for (std::size_t i = 0; i < activated->size(); ++i) {
-      staged[i] = ::fcntl((*activated)[i], F_DUPFD_CLOEXEC, floor);
-      if (staged[i] < 0) return failed();
-    }
-    if (listen_pid_digits != nullptr) {
-      char digits[24];
-      std::size_t length = 0;
-      for (unsigned long value = static_cast<unsigned long>(::getpid()); value != 0; value /= 10)
-        digits[length++] = static_cast<char>('0' + value % 10);
-      for (std::size_t i = 0; i < length; ++i) listen_pid_digits[i] = digits[length - 1 - i];
-      listen_pid_digits[length] = '\0';
-    }
-    if (::dup2(stdin_fd, 0) < 0 || ::dup2(stdout_fd, 1) < 0 || ::dup2(stderr_fd, 2) < 0) return failed();
-    // 1.81's close_all leaves gaps in its whitelist open: make everything above 2
-    // close-on-exec (the launcher's error pipe included, which is what it expects).
-    if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) return failed();
-    // dup2 clears close-on-exec on the copy only. (Should the launcher's error pipe sit in
-    // this range it is replaced: a failed exec then shows as exit 127, not as an error.)
-    for (std::size_t i = 0; i < activated->size(); ++i)
-      if (::dup2(staged[i], 3 + static_cast<int>(i)) < 0) return failed();
-    return {};
-  }
-
-  // 1.81 calls exit() after a failed exec, which would run the test's atexit handlers and
-  // flush its stdio buffers in the child. The launcher already sent errno to the parent.
-  // (Variadic: 1.81 detects this hook with a different argument list than it calls it with.)
-  template <class... Arguments>
-  void on_exec_error(Arguments&&...) {
-    ::_exit(127);
-  }
-};
-
 }  // namespace
 
-// --- small helpers ----------------------------------------------------------------------------
+// --- exit status ----------------------------------------------------------------------------
 
 exit_status exit_status::from_wait_status(int status) noexcept {
   exit_status result;
@@ -202,61 +78,6 @@ std::string exit_status::to_string() const {
   if (signal == 0) return "exit " + std::to_string(code);
   const char* name = ::sigabbrev_np(signal);
   return "signal " + std::to_string(signal) + " (" + (name ? name : "?") + ")";
-}
-
-std::vector<pid_t> group_members(pid_t pgid) {
-  std::vector<pid_t> members;
-  std::error_code ec;
-  fs::directory_iterator processes("/proc", ec);
-  if (ec) return members;
-  for (const auto& entry : processes) {
-    const std::string name = entry.path().filename().string();
-    pid_t pid = 0;
-    auto [end, error] = std::from_chars(name.data(), name.data() + name.size(), pid);
-    if (error != std::errc{} || end != name.data() + name.size()) continue;
-    auto stat = read_stat(pid);
-    if (stat && stat->group == pgid && stat->state != 'Z' && stat->state != 'X') members.push_back(pid);
-  }
-  std::sort(members.begin(), members.end());
-  return members;
-}
-
-std::string describe_process(pid_t pid) {
-  auto stat = read_stat(pid);
-  if (!stat) return std::to_string(pid) + " (gone)";
-  std::ostringstream text;
-  text << pid << " (" << stat->command << ") state " << stat->state << " ppid " << stat->parent << " pgrp "
-       << stat->group;
-  return text.str();
-}
-
-temp_directory::temp_directory(std::string_view prefix) {
-  std::string base = "/tmp";
-  if (const char* tmp = std::getenv("TMPDIR"); tmp != nullptr && *tmp != '\0' && std::string_view(tmp).size() < 48)
-    base = tmp;
-  std::string pattern = base + "/" + std::string(prefix) + ".XXXXXX";
-  if (::mkdtemp(pattern.data()) == nullptr) throw_errno("mkdtemp " + pattern);
-  path_ = pattern;
-}
-
-temp_directory::~temp_directory() {
-  if (std::getenv("PREFORK_KEEP_TMP") != nullptr) return;
-  std::error_code ignored;
-  fs::remove_all(path_, ignored);
-}
-
-void write_file(const fs::path& file, std::string_view text) {
-  std::ofstream out(file, std::ios::binary | std::ios::trunc);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  out.close();
-  if (!out) throw std::runtime_error("cannot write " + file.string());
-}
-
-std::string read_file(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 // --- process ------------------------------------------------------------------------------------
