@@ -655,7 +655,7 @@ BOOST_AUTO_TEST_CASE(descriptor_exhaustion_pauses_accepting_without_spinning,
   // The crowd leaves; the master accepts again, for good.
   crowd.clear();
   const auto left_at = clock_type::now();
-  std::optional<http_response> answer;
+  std::optional<raw_response> answer;
   std::string last_error;
   while (clock_type::now() - left_at < 20s) {
     auto response = http_get(unix_endpoint(server), "/", 2s);

@@ -88,7 +88,7 @@ std::string endpoint::to_string() const {
   return host + ":" + std::to_string(port);
 }
 
-std::optional<std::string> http_response::header(std::string_view name) const {
+std::optional<std::string> raw_response::header(std::string_view name) const {
   for (const auto& [key, value] : headers) {
     if (iequals(key, name)) return value;
   }
@@ -154,8 +154,8 @@ error_code http_connection::send(std::string_view bytes, std::chrono::millisecon
   });
 }
 
-boost::system::result<http_response> http_connection::read_response(std::chrono::milliseconds timeout,
-                                                                    response_body body) {
+boost::system::result<raw_response> http_connection::read_response(std::chrono::milliseconds timeout,
+                                                                   response_body body) {
   if (!is_open()) return error_code(asio::error::not_connected);
   http::response_parser<http::string_body> parser;
   parser.header_limit(64 * 1024);
@@ -165,7 +165,7 @@ boost::system::result<http_response> http_connection::read_response(std::chrono:
       impl_->run(timeout, [&](auto handler) { http::async_read(impl_->socket, impl_->buffer, parser, handler); });
   if (ec) return ec;
   auto& message = parser.get();
-  http_response response;
+  raw_response response;
   response.status = message.result_int();
   response.version = message.version();
   for (const auto& field : message) {
@@ -176,9 +176,9 @@ boost::system::result<http_response> http_connection::read_response(std::chrono:
   return response;
 }
 
-boost::system::result<http_response> http_connection::request(std::string_view method, std::string_view target,
-                                                              std::chrono::milliseconds timeout,
-                                                              connection_header connection) {
+boost::system::result<raw_response> http_connection::request(std::string_view method, std::string_view target,
+                                                             std::chrono::milliseconds timeout,
+                                                             connection_header connection) {
   auto deadline = clock_type::now() + timeout;
   if (auto ec = send(make_request(method, target, connection), timeout)) return ec;
   auto kind = method == "HEAD" ? response_body::none_for_head : response_body::expected;
@@ -221,16 +221,16 @@ int http_connection::native_handle() const noexcept {
   return impl_->socket.native_handle();
 }
 
-boost::system::result<http_response> http_request(const endpoint& where, std::string_view method,
-                                                  std::string_view target, std::chrono::milliseconds timeout) {
+boost::system::result<raw_response> http_request(const endpoint& where, std::string_view method,
+                                                 std::string_view target, std::chrono::milliseconds timeout) {
   auto deadline = clock_type::now() + timeout;
   http_connection connection;
   if (auto ec = connection.connect(where, timeout)) return ec;
   return connection.request(method, target, remaining(deadline), connection_header::close);
 }
 
-boost::system::result<http_response> http_get(const endpoint& where, std::string_view target,
-                                              std::chrono::milliseconds timeout) {
+boost::system::result<raw_response> http_get(const endpoint& where, std::string_view target,
+                                             std::chrono::milliseconds timeout) {
   return http_request(where, "GET", target, timeout);
 }
 

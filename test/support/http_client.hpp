@@ -37,7 +37,7 @@ struct endpoint {
 };
 
 /// A parsed response. Header names keep their case; header() looks up case-insensitively.
-struct http_response {
+struct raw_response {
   unsigned status = 0;
   unsigned version = 11;  // 10 or 11
   std::vector<std::pair<std::string, std::string>> headers;
@@ -76,13 +76,13 @@ class http_connection {
   boost::system::error_code send(std::string_view bytes, std::chrono::milliseconds timeout);
 
   /// Reads one whole response; bytes after it stay buffered for the next call (pipelining).
-  boost::system::result<http_response> read_response(std::chrono::milliseconds timeout,
-                                                     response_body body = response_body::expected);
+  boost::system::result<raw_response> read_response(std::chrono::milliseconds timeout,
+                                                    response_body body = response_body::expected);
 
   /// send(make_request(...)) then read_response(), within one deadline.
-  boost::system::result<http_response> request(std::string_view method, std::string_view target,
-                                               std::chrono::milliseconds timeout,
-                                               connection_header connection = connection_header::keep_alive);
+  boost::system::result<raw_response> request(std::string_view method, std::string_view target,
+                                              std::chrono::milliseconds timeout,
+                                              connection_header connection = connection_header::keep_alive);
 
   /// Waits for the peer to close: success on EOF or reset, timed_out when it stays open,
   /// boost::system::errc::bad_message when data arrives instead.
@@ -100,11 +100,11 @@ class http_connection {
 };
 
 /// Connects, sends one request with `Connection: close`, reads the response.
-boost::system::result<http_response> http_request(const endpoint& where, std::string_view method,
-                                                  std::string_view target, std::chrono::milliseconds timeout);
+boost::system::result<raw_response> http_request(const endpoint& where, std::string_view method,
+                                                 std::string_view target, std::chrono::milliseconds timeout);
 
 /// http_request(where, "GET", target, timeout).
-boost::system::result<http_response> http_get(const endpoint& where, std::string_view target,
-                                              std::chrono::milliseconds timeout);
+boost::system::result<raw_response> http_get(const endpoint& where, std::string_view target,
+                                             std::chrono::milliseconds timeout);
 
 }  // namespace prefork::test_support

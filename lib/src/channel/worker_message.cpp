@@ -26,7 +26,7 @@ std::string encode_worker_message(const worker_message& message) {
       break;
     case worker_message_kind::draining: object["type"] = "draining"; break;
     case worker_message_kind::reopen_logs: object["type"] = "reopen_logs"; break;
-    case worker_message_kind::drain: object["type"] = "drain"; break;
+    case worker_message_kind::drain_without_handback: object["type"] = "drain"; break;
   }
   return json::serialize(object);
 }
@@ -77,7 +77,7 @@ boost::system::result<worker_message> decode_worker_message(std::string_view pay
   } else if (name == "reopen_logs") {
     message.kind = worker_message_kind::reopen_logs;
   } else if (name == "drain") {
-    message.kind = worker_message_kind::drain;
+    message.kind = worker_message_kind::drain_without_handback;
   } else {
     return make_error_code(errc::frame_malformed);
   }

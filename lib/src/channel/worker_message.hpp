@@ -1,5 +1,5 @@
 // The JSON control messages on a worker's channel (not the hot path): what a worker tells
-// the master (ready, heartbeat, draining), what the master tells a worker (reopen_logs).
+// the master (ready, heartbeat, draining), what the master tells a worker (reopen_logs, drain).
 #pragma once
 
 #include <boost/system/result.hpp>
@@ -15,7 +15,10 @@ enum class worker_message_kind {
   heartbeat,    // worker -> master: alive; carries open, served
   draining,     // worker -> master: it got TERM and takes no more connections
   reopen_logs,  // master -> worker: reopen log files (USR1)
-  drain,        // master -> worker: drain, leaving idle connections to serve their last request
+  // master -> worker (wire name "drain"): drain without handing idle connections back;
+  // each serves its next request with `Connection: close` (an old master after USR2).
+  // Not to be confused with `draining`, the worker's report.
+  drain_without_handback,
 };
 
 struct worker_message {

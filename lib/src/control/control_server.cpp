@@ -120,7 +120,7 @@ bool is_mutating(control_command command) {
   }
 }
 
-std::string reply_for(const boost::system::result<void, control_error>& outcome) {
+std::string reply_for(const boost::system::result<void, command_error>& outcome) {
   return outcome ? serialize_ok_reply(json::object{}) : serialize_error_reply(outcome.error());
 }
 

@@ -30,13 +30,13 @@ inline constexpr std::string_view reopen_failed = "reopen_failed";  // reopen_lo
 
 /// An error a command reports: `code` is one of the SPEC's error codes
 /// (bad_request, not_found, ...), `message` is for people.
-struct control_error {
+struct command_error {
   std::string code;
   std::string message;
 };
 
-/// Lets boost::system::result<T, control_error>::value() throw std::runtime_error("code: message").
-[[noreturn]] void throw_exception_from_error(const control_error& error, const boost::source_location& location);
+/// Lets boost::system::result<T, command_error>::value() throw std::runtime_error("code: message").
+[[noreturn]] void throw_exception_from_error(const command_error& error, const boost::source_location& location);
 
 enum class stop_kind { graceful, fast };
 enum class kill_signal { term, kill };
@@ -59,17 +59,17 @@ class control_target {
   virtual std::uint64_t scale(std::uint64_t desired) = 0;
   /// Starts a reload; returns the new generation. With `wait`, completes once the new
   /// generation serves and the old one is gone (or with an error if the reload failed).
-  virtual boost::asio::awaitable<boost::system::result<std::uint64_t, control_error>> reload(bool wait) = 0;
+  virtual boost::asio::awaitable<boost::system::result<std::uint64_t, command_error>> reload(bool wait) = 0;
   /// Stops the master (called after the reply `{}` has been written).
   virtual void stop(stop_kind kind) = 0;
   /// Signals worker `id`; returns its pid, or not_found.
-  virtual boost::system::result<std::int64_t, control_error> kill_worker(std::int64_t id, kill_signal signal) = 0;
+  virtual boost::system::result<std::int64_t, command_error> kill_worker(std::int64_t id, kill_signal signal) = 0;
   /// Pauses / resumes worker `id` (a paused worker keeps its connections, gets no new
   /// ones); not_found if there is no such live worker.
-  virtual boost::system::result<void, control_error> pause_worker(std::int64_t id) = 0;
-  virtual boost::system::result<void, control_error> resume_worker(std::int64_t id) = 0;
+  virtual boost::system::result<void, command_error> pause_worker(std::int64_t id) = 0;
+  virtual boost::system::result<void, command_error> resume_worker(std::int64_t id) = 0;
   /// Reopens the log files of the master and its workers.
-  virtual boost::system::result<void, control_error> reopen_logs() = 0;
+  virtual boost::system::result<void, command_error> reopen_logs() = 0;
 };
 
 }  // namespace prefork::detail

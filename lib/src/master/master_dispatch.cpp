@@ -228,7 +228,7 @@ void master::on_control_message(worker_record& record, std::span<const std::byte
     case worker_message_kind::draining: on_drain_reported(record); break;
     case worker_message_kind::heartbeat:
     case worker_message_kind::reopen_logs:
-    case worker_message_kind::drain: break;
+    case worker_message_kind::drain_without_handback: break;
   }
 }
 

@@ -78,7 +78,7 @@ class master final : public control_target {
   /// Starts or queues a reload; `done` (optional) gets the new generation once it serves
   /// and the old one is gone, or the error that abandoned it. Returns the generation
   /// number the reload will have.
-  std::uint64_t request_reload(std::function<void(boost::system::result<std::uint64_t, control_error>)> done);
+  std::uint64_t request_reload(std::function<void(boost::system::result<std::uint64_t, command_error>)> done);
   void set_desired(int desired);
 
   // control_target (master_control.cpp)
@@ -87,12 +87,12 @@ class master final : public control_target {
   boost::json::object stats() override;
   boost::json::object effective_config() override;
   std::uint64_t scale(std::uint64_t desired) override;
-  asio::awaitable<boost::system::result<std::uint64_t, control_error>> reload(bool wait) override;
+  asio::awaitable<boost::system::result<std::uint64_t, command_error>> reload(bool wait) override;
   void stop(stop_kind kind) override;
-  boost::system::result<std::int64_t, control_error> kill_worker(std::int64_t id, kill_signal signal) override;
-  boost::system::result<void, control_error> pause_worker(std::int64_t id) override;
-  boost::system::result<void, control_error> resume_worker(std::int64_t id) override;
-  boost::system::result<void, control_error> reopen_logs() override;
+  boost::system::result<std::int64_t, command_error> kill_worker(std::int64_t id, kill_signal signal) override;
+  boost::system::result<void, command_error> pause_worker(std::int64_t id) override;
+  boost::system::result<void, command_error> resume_worker(std::int64_t id) override;
+  boost::system::result<void, command_error> reopen_logs() override;
 
  private:
   // dispatch
@@ -169,7 +169,7 @@ class master final : public control_target {
   asio::steady_timer stop_timer_;
   master_stats stats_;
   reload_sequencer reload_;
-  using reload_callback = std::function<void(boost::system::result<std::uint64_t, control_error>)>;
+  using reload_callback = std::function<void(boost::system::result<std::uint64_t, command_error>)>;
   std::shared_ptr<const config> reload_previous_settings_;
   int reload_previous_desired_ = 0;
   std::vector<reload_callback> reload_waiters_;          // for the running reload
@@ -186,7 +186,7 @@ class master final : public control_target {
   std::unique_ptr<control_server> control_server_;
   std::optional<listener> metrics_listener_;
   std::optional<asio::posix::stream_descriptor> metrics_watcher_;
-  latency_histogram handoff_latency_;
+  prometheus_histogram handoff_latency_;
   bool upgrading_ = false;  // a successor master is starting (USR2)
   bool upgraded_ = false;   // the successor is ready: it owns the socket files now
   std::optional<process_handle> successor_;

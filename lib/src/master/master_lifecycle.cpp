@@ -46,7 +46,7 @@ void master::set_desired(int desired) {
 
 std::uint64_t master::request_reload(reload_callback done) {
   if (stop_.stopping()) {
-    if (done) done(control_error{std::string(control_code::bad_request), "the master is stopping"});
+    if (done) done(command_error{std::string(control_code::bad_request), "the master is stopping"});
     return generation_;
   }
   switch (reload_.request()) {
@@ -67,7 +67,7 @@ void master::start_reload() {
   auto fail = [&](const std::string& why) {
     log_error("reload failed; the running generation stays", {{"error", why}});
     for (auto& waiter : std::exchange(reload_waiters_, {}))
-      waiter(control_error{std::string(control_code::reload_failed), why});
+      waiter(command_error{std::string(control_code::reload_failed), why});
     if (reload_.failed_to_start()) {
       reload_waiters_ = std::exchange(queued_reload_waiters_, {});
       start_reload();
@@ -164,7 +164,7 @@ void master::abandon_reload(const std::string& why) {
   desired_ = reload_previous_desired_;
   if (!hooks_.make_policy) policy_ = make_dispatch_policy(settings_->dispatch);
   for (auto& waiter : std::exchange(reload_waiters_, {}))
-    waiter(control_error{std::string(control_code::reload_failed), why});
+    waiter(command_error{std::string(control_code::reload_failed), why});
   notify("READY=1");
   reconcile();
   if (reload_.finished()) {
@@ -221,7 +221,7 @@ void master::begin_stop(stop_kind mode) {
     flush_dirty();
     for (auto* waiters : {&reload_waiters_, &queued_reload_waiters_, &old_generation_waiters_})
       for (auto& waiter : std::exchange(*waiters, {}))
-        waiter(control_error{std::string(control_code::bad_request), "the master is stopping"});
+        waiter(command_error{std::string(control_code::bad_request), "the master is stopping"});
   }
   for (auto& record : std::vector<record_ptr>(workers_.records())) {
     record->counts_toward_desired = false;
@@ -241,7 +241,7 @@ void master::begin_stop(stop_kind mode) {
       // pass them to the successor): the workers answer each one's next request with
       // `Connection: close` instead, so no client of the swap sees a reset.
       worker_message drain;
-      drain.kind = worker_message_kind::drain;
+      drain.kind = worker_message_kind::drain_without_handback;
       send_control(*record, drain);
     } else {
       record->handle->request_exit(ec);

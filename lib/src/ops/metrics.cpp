@@ -80,7 +80,7 @@ void append_worker_state(std::string& out, std::string_view state, std::uint64_t
 
 }  // namespace
 
-void latency_histogram::record(std::chrono::nanoseconds latency) noexcept {
+void prometheus_histogram::record(std::chrono::nanoseconds latency) noexcept {
   if (latency.count() < 0) latency = std::chrono::nanoseconds(0);
   // First bound >= latency: Prometheus buckets are "less than or equal".
   const auto bound = std::lower_bound(upper_bounds.begin(), upper_bounds.end(), latency);
@@ -89,7 +89,7 @@ void latency_histogram::record(std::chrono::nanoseconds latency) noexcept {
   sum_nanoseconds_ += latency.count();
 }
 
-std::uint64_t latency_histogram::cumulative_count(std::size_t bucket) const noexcept {
+std::uint64_t prometheus_histogram::cumulative_count(std::size_t bucket) const noexcept {
   std::uint64_t total = 0;
   for (std::size_t i = 0; i <= bucket && i < counts_.size(); ++i) total += counts_[i];
   return total;
@@ -144,13 +144,13 @@ std::string render_metrics(const metrics_snapshot& snapshot) {
   append_header(out, "prefork_uptime_seconds", "gauge", "Seconds since the master started.");
   append_sample(out, "prefork_uptime_seconds", snapshot.uptime_seconds);
 
-  static const latency_histogram empty_histogram;
-  const latency_histogram& handoff = snapshot.handoff != nullptr ? *snapshot.handoff : empty_histogram;
+  static const prometheus_histogram empty_histogram;
+  const prometheus_histogram& handoff = snapshot.handoff != nullptr ? *snapshot.handoff : empty_histogram;
   append_header(out, "prefork_handoff_latency_seconds", "histogram",
                 "Time from accepting a connection to handing it to a worker.");
-  for (std::size_t i = 0; i <= latency_histogram::bucket_count; ++i) {
+  for (std::size_t i = 0; i <= prometheus_histogram::bucket_count; ++i) {
     out += "prefork_handoff_latency_seconds_bucket{le=\"";
-    out += i < latency_histogram::bucket_count ? latency_histogram::upper_bound_labels[i] : "+Inf";
+    out += i < prometheus_histogram::bucket_count ? prometheus_histogram::upper_bound_labels[i] : "+Inf";
     out += "\"} ";
     append_number(out, handoff.cumulative_count(i));
     out += '\n';

@@ -18,7 +18,7 @@ namespace prefork::detail {
 
 /// Latencies in fixed buckets from 1 us to 1 s (1, 2.5, 5 per decade). record() is a few
 /// compares and additions: no allocation, no clock, no lock (one thread owns it).
-class latency_histogram {
+class prometheus_histogram {
  public:
   static constexpr std::size_t bucket_count = 19;  // finite upper bounds; +Inf is implicit
 
@@ -66,7 +66,7 @@ struct metrics_snapshot : master_stats {
   std::uint64_t desired_workers = 0;
   std::uint64_t generation = 0;
   double uptime_seconds = 0;
-  const latency_histogram* handoff = nullptr;  // null: printed as an empty histogram
+  const prometheus_histogram* handoff = nullptr;  // null: printed as an empty histogram
 };
 
 /// The snapshot in the Prometheus text format 0.0.4: for each metric a `# HELP` and a

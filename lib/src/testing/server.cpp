@@ -51,7 +51,7 @@ std::vector<json::object> json_lines(std::string_view text) {
   return lines;
 }
 
-json::object default_config() {
+json::object default_server_config() {
   return {{"bind", json::array{"unix:app.sock"}},
           {"control", "ctl.sock"},
           {"workers", 2},

@@ -74,7 +74,7 @@ void server::impl::launch() {
 
   directory_owner.emplace();
   directory = directory_owner->path();
-  config = default_config();
+  config = default_server_config();
   for (const auto& [key, value] : options.config) config[key] = value;
   write_file(directory / "preforkd.json", json::serialize(config) + "\n");
   if (auto control_value = config.find("control");

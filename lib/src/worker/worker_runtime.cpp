@@ -90,7 +90,7 @@ class worker_runtime {
         if (message && message->kind == worker_message_kind::reopen_logs) {
           if (auto reopen_error = reopen_logs())
             log_error("cannot reopen log file", {{"error", reopen_error.message()}});
-        } else if (message && message->kind == worker_message_kind::drain) {
+        } else if (message && message->kind == worker_message_kind::drain_without_handback) {
           begin_drain(worker_context::idle_policy::serve_last);
         } else {
           log_warning("unexpected control message from master", {{"message", text}});

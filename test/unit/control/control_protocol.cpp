@@ -23,7 +23,7 @@ control_request parse_ok(const std::string& line) {
   return *parsed;
 }
 
-control_error parse_error(const std::string& line) {
+command_error parse_error(const std::string& line) {
   auto parsed = parse_control_request(line);
   BOOST_REQUIRE_MESSAGE(!parsed.has_value(), line << " was accepted");
   return parsed.error();
@@ -216,7 +216,7 @@ BOOST_AUTO_TEST_CASE(serializes_replies) {
 }
 
 BOOST_AUTO_TEST_CASE(control_error_result_value_throws) {
-  boost::system::result<int, control_error> failed = control_error{"not_found", "no worker 9"};
+  boost::system::result<int, command_error> failed = command_error{"not_found", "no worker 9"};
   BOOST_CHECK_EXCEPTION((void)failed.value(), std::runtime_error,
                         [](const std::runtime_error& e) { return std::string(e.what()) == "not_found: no worker 9"; });
 }

@@ -122,7 +122,7 @@ class fake_target final : public control_target {
     calls.push_back("scale " + std::to_string(desired));
     return desired;
   }
-  asio::awaitable<boost::system::result<std::uint64_t, control_error>> reload(bool wait) override {
+  asio::awaitable<boost::system::result<std::uint64_t, command_error>> reload(bool wait) override {
     calls.push_back(wait ? "reload wait" : "reload");
     if (wait && reload_delay.count() > 0) {
       reload_in_progress = true;
@@ -130,7 +130,7 @@ class fake_target final : public control_target {
       co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
       reload_in_progress = false;
     }
-    if (reload_fails) co_return control_error{"bad_request", "reload failed: the new generation did not start"};
+    if (reload_fails) co_return command_error{"bad_request", "reload failed: the new generation did not start"};
     co_return ++generation;
   }
   void stop(stop_kind kind) override {
@@ -138,22 +138,22 @@ class fake_target final : public control_target {
     if (on_stop) on_stop();
     stopped = kind;
   }
-  boost::system::result<std::int64_t, control_error> kill_worker(std::int64_t id, kill_signal signal) override {
+  boost::system::result<std::int64_t, command_error> kill_worker(std::int64_t id, kill_signal signal) override {
     calls.push_back("kill_worker " + std::to_string(id) + (signal == kill_signal::term ? " TERM" : " KILL"));
-    if (id != 1 && id != 2) return control_error{"not_found", "no worker " + std::to_string(id)};
+    if (id != 1 && id != 2) return command_error{"not_found", "no worker " + std::to_string(id)};
     return 1000 + id;
   }
-  boost::system::result<void, control_error> pause_worker(std::int64_t id) override {
+  boost::system::result<void, command_error> pause_worker(std::int64_t id) override {
     calls.push_back("pause_worker " + std::to_string(id));
-    if (id != 1 && id != 2) return control_error{"not_found", "no worker " + std::to_string(id)};
+    if (id != 1 && id != 2) return command_error{"not_found", "no worker " + std::to_string(id)};
     return {};
   }
-  boost::system::result<void, control_error> resume_worker(std::int64_t id) override {
+  boost::system::result<void, command_error> resume_worker(std::int64_t id) override {
     calls.push_back("resume_worker " + std::to_string(id));
-    if (id != 1 && id != 2) return control_error{"not_found", "no worker " + std::to_string(id)};
+    if (id != 1 && id != 2) return command_error{"not_found", "no worker " + std::to_string(id)};
     return {};
   }
-  boost::system::result<void, control_error> reopen_logs() override {
+  boost::system::result<void, command_error> reopen_logs() override {
     calls.push_back("reopen_logs");
     return {};
   }

@@ -133,7 +133,7 @@ class fake_target final : public control_target {
     record("scale " + std::to_string(desired));
     return desired;
   }
-  asio::awaitable<boost::system::result<std::uint64_t, control_error>> reload(bool wait) override {
+  asio::awaitable<boost::system::result<std::uint64_t, command_error>> reload(bool wait) override {
     record(wait ? "reload wait" : "reload");
     if (wait) {
       asio::steady_timer timer(co_await asio::this_coro::executor, 50ms);
@@ -143,22 +143,22 @@ class fake_target final : public control_target {
     co_return ++generation_;
   }
   void stop(stop_kind kind) override { record(kind == stop_kind::graceful ? "stop graceful" : "stop fast"); }
-  boost::system::result<std::int64_t, control_error> kill_worker(std::int64_t id, kill_signal signal) override {
+  boost::system::result<std::int64_t, command_error> kill_worker(std::int64_t id, kill_signal signal) override {
     record("kill_worker " + std::to_string(id) + (signal == kill_signal::term ? " TERM" : " KILL"));
-    if (id != 1 && id != 12) return control_error{"not_found", "no worker " + std::to_string(id)};
+    if (id != 1 && id != 12) return command_error{"not_found", "no worker " + std::to_string(id)};
     return id == 1 ? 1001 : 100200;
   }
-  boost::system::result<void, control_error> pause_worker(std::int64_t id) override {
+  boost::system::result<void, command_error> pause_worker(std::int64_t id) override {
     record("pause_worker " + std::to_string(id));
-    if (id != 1 && id != 12) return control_error{"not_found", "no worker " + std::to_string(id)};
+    if (id != 1 && id != 12) return command_error{"not_found", "no worker " + std::to_string(id)};
     return {};
   }
-  boost::system::result<void, control_error> resume_worker(std::int64_t id) override {
+  boost::system::result<void, command_error> resume_worker(std::int64_t id) override {
     record("resume_worker " + std::to_string(id));
-    if (id != 1 && id != 12) return control_error{"not_found", "no worker " + std::to_string(id)};
+    if (id != 1 && id != 12) return command_error{"not_found", "no worker " + std::to_string(id)};
     return {};
   }
-  boost::system::result<void, control_error> reopen_logs() override {
+  boost::system::result<void, command_error> reopen_logs() override {
     record("reopen_logs");
     return {};
   }

@@ -1,4 +1,4 @@
-// latency_histogram and render_metrics: the text is parsed back by a small exposition-format
+// prometheus_histogram and render_metrics: the text is parsed back by a small exposition-format
 // parser that enforces the format's rules (HELP/TYPE once per family and before its samples,
 // grouped samples, valid names and values, unique series, cumulative histogram buckets).
 #include "ops/metrics.hpp"
@@ -20,8 +20,8 @@
 
 namespace {
 
-using prefork::detail::latency_histogram;
 using prefork::detail::metrics_snapshot;
+using prefork::detail::prometheus_histogram;
 using prefork::detail::render_metrics;
 using namespace std::chrono_literals;
 
@@ -341,7 +341,7 @@ BOOST_AUTO_TEST_CASE(every_worker_state_is_listed) {
 }
 
 BOOST_AUTO_TEST_CASE(histogram_buckets_are_cumulative) {
-  latency_histogram h;
+  prometheus_histogram h;
   // 0 and -5 ns (as 0), 500 ns and exactly 1 us: le 1e-06; 1001 ns: le 2.5e-06;
   // 3 ms: le 0.005; exactly 1 s: le 1; 2 s: only +Inf.
   for (const auto latency : {0ns, -5ns, 500ns, 1000ns, 1001ns, std::chrono::nanoseconds(3ms),
@@ -352,7 +352,7 @@ BOOST_AUTO_TEST_CASE(histogram_buckets_are_cumulative) {
   BOOST_TEST(h.sum().count() == 500 + 1000 + 1001 + 3'000'000 + 1'000'000'000 + 2'000'000'000LL);
   BOOST_TEST(h.cumulative_count(0) == 4u);
   BOOST_TEST(h.cumulative_count(1) == 5u);
-  BOOST_TEST(h.cumulative_count(latency_histogram::bucket_count) == 8u);
+  BOOST_TEST(h.cumulative_count(prometheus_histogram::bucket_count) == 8u);
 
   metrics_snapshot s;
   s.handoff = &h;
@@ -379,13 +379,13 @@ BOOST_AUTO_TEST_CASE(missing_histogram_is_empty) {
 }
 
 BOOST_AUTO_TEST_CASE(bucket_labels_match_bounds) {
-  for (std::size_t i = 0; i < latency_histogram::bucket_count; ++i) {
-    const double seconds = std::strtod(std::string(latency_histogram::upper_bound_labels[i]).c_str(), nullptr);
-    BOOST_TEST(std::llround(seconds * 1e9) == latency_histogram::upper_bounds[i].count(), i);
-    if (i > 0) BOOST_TEST((latency_histogram::upper_bounds[i - 1] < latency_histogram::upper_bounds[i]));
+  for (std::size_t i = 0; i < prometheus_histogram::bucket_count; ++i) {
+    const double seconds = std::strtod(std::string(prometheus_histogram::upper_bound_labels[i]).c_str(), nullptr);
+    BOOST_TEST(std::llround(seconds * 1e9) == prometheus_histogram::upper_bounds[i].count(), i);
+    if (i > 0) BOOST_TEST((prometheus_histogram::upper_bounds[i - 1] < prometheus_histogram::upper_bounds[i]));
   }
-  BOOST_TEST(latency_histogram::upper_bounds.front() == std::chrono::nanoseconds(1us));
-  BOOST_TEST(latency_histogram::upper_bounds.back() == std::chrono::nanoseconds(1s));
+  BOOST_TEST(prometheus_histogram::upper_bounds.front() == std::chrono::nanoseconds(1us));
+  BOOST_TEST(prometheus_histogram::upper_bounds.back() == std::chrono::nanoseconds(1s));
 }
 
 BOOST_AUTO_TEST_CASE(every_family_has_help_and_type_first) {

@@ -48,7 +48,7 @@ std::vector<boost::json::object> json_lines(std::string_view text);
 /// replace these): `bind: ["unix:app.sock"]`, `control: "ctl.sock"`, `workers: 2`,
 /// `graceful_timeout: 5`, `log: {"level": "info", "format": "json"}`. Relative paths are
 /// relative to the server's temp directory.
-boost::json::object default_config();
+boost::json::object default_server_config();
 
 /// Whether the server constructor waits until every worker is ready.
 enum class start_wait { until_ready, no_wait };
@@ -64,7 +64,7 @@ struct server_options {
   /// The program to run: preforkd, or any program whose main calls prefork::run. Empty:
   /// the path in the environment variable PREFORKD.
   std::filesystem::path program;
-  /// Top-level keys that replace those of default_config(), e.g. `config["app"] =
+  /// Top-level keys that replace those of default_server_config(), e.g. `config["app"] =
   /// "testbed"`, `config["workers"] = 4`. Written as preforkd.json in the temp directory.
   boost::json::object config;
   /// Arguments after `-c preforkd.json`.
@@ -117,7 +117,7 @@ class server {
   const std::filesystem::path& directory() const noexcept;
   /// The master's pid, which is also the process group of the server.
   pid_t pid() const noexcept;
-  /// The configuration that was written (default_config() with the options' keys).
+  /// The configuration that was written (default_server_config() with the options' keys).
   const boost::json::object& config() const noexcept;
   /// The control socket (absolute).
   std::filesystem::path control_path() const;
