@@ -42,19 +42,19 @@ std::string program_name(int argc, const char* const* argv, const run_options& o
 
 /// The rules the program adds to the file's: its apps (the first is the default app), their
 /// own sections, and its defaults, checked like a file.
-boost::system::result<config_rules, config_error> program_rules(const std::vector<app>& apps,
-                                                                const run_options& options) {
+prefork::result<config_rules> program_rules(const std::vector<app>& apps, const run_options& options) {
   config_rules rules;
   const auto own_keys = to_json(default_config()).as_object();
   for (const auto& a : apps) {
     rules.apps.push_back(a.name);
     if (a.config_key.empty()) {
-      if (a.check_config) return config_error{"app \"" + a.name + "\": check_config needs a config_key"};
+      if (a.check_config)
+        return failure{errc::config_invalid, "app \"" + a.name + "\": check_config needs a config_key"};
       continue;
     }
     if (own_keys.contains(a.config_key))
-      return config_error{"app \"" + a.name + "\": its config_key \"" + a.config_key +
-                          "\" is one of prefork's own keys"};
+      return failure{errc::config_invalid,
+                     "app \"" + a.name + "\": its config_key \"" + a.config_key + "\" is one of prefork's own keys"};
     rules.sections.push_back({a.config_key, a.check_config});
   }
   rules.defaults.app = apps.front().name;
@@ -63,7 +63,7 @@ boost::system::result<config_rules, config_error> program_rules(const std::vecto
     config_rules unchecked = rules;
     for (auto& section : unchecked.sections) section.check = nullptr;
     auto defaults = parse_config(boost::json::serialize(options.defaults), unchecked);
-    if (!defaults) return config_error{"program defaults: " + defaults.error().message};
+    if (!defaults) return failure{errc::config_invalid, "program defaults: " + defaults.error().message};
     rules.defaults = std::move(*defaults);
   }
   return rules;
@@ -140,9 +140,9 @@ int run(int argc, const char* const* argv, std::vector<app> apps, run_options op
   if (apps.empty()) return fail(program, "no app to serve: prefork::run was given none", 2);
 
   auto command = parse_command_line(argc, argv);
-  if (!command) return fail(program, command.error().message + " (see --help)", 2);
+  if (!command) return fail(program, command.error().message + " (see --help)", exit_status_for(command.error().code));
   const auto rules = program_rules(apps, options);
-  if (!rules) return fail(program, rules.error().message, 2);
+  if (!rules) return fail(program, rules.error().message, exit_status_for(rules.error().code));
   if (command->show_help) {
     std::cout << usage_text(program, help_for(options, *rules));
     return 0;
@@ -153,7 +153,7 @@ int run(int argc, const char* const* argv, std::vector<app> apps, run_options op
     return 0;
   }
   auto settings = effective_config(*command, *rules);
-  if (!settings) return fail(program, settings.error().message, 2);
+  if (!settings) return fail(program, settings.error().message, exit_status_for(settings.error().code));
   const app* application = find_app(apps, settings->app);  // the rules let only these names through
   if (application == nullptr)
     return fail(program, "\"app\": unknown app \"" + settings->app + "\" (available: " + app_names(apps) + ")", 2);
@@ -247,13 +247,13 @@ int run(int argc, const char* const* argv, std::vector<app> apps, run_options op
   auto notifier = std::make_shared<detail::systemd_notifier>(detail::systemd_notifier::from_environment());
   detail::master_hooks hooks;
   hooks.reread_config = [command = *command, rules = *rules, activated_binds,
-                         serving = application->name]() -> boost::system::result<config, config_error> {
+                         serving = application->name]() -> prefork::result<config> {
     auto next = effective_config(command, rules);
     if (!next) return next;
     // The master keeps the app it started with: a file naming another would be ignored.
     if (next->app != serving)
-      return config_error{"\"app\": a reload cannot change the app (serving \"" + serving + "\", the file says \"" +
-                          next->app + "\"): restart the program"};
+      return failure{errc::config_invalid, "\"app\": a reload cannot change the app (serving \"" + serving +
+                                               "\", the file says \"" + next->app + "\"): restart the program"};
     if (!activated_binds.empty()) next->bind = activated_binds;
     return next;
   };

@@ -48,7 +48,7 @@ std::vector<expected_event> reference_split(std::string_view stream, std::size_t
   }
 }
 
-void check_reply(const detail::command_error& error) {
+void check_reply(const prefork::failure& error) {
   const std::string reply = detail::serialize_error_reply(error);
   if (reply.empty() || reply.back() != '\n') fail("an error reply does not end with a newline");
   boost::system::error_code ec;

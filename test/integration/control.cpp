@@ -39,7 +39,6 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 using clock_type = std::chrono::steady_clock;
 using prefork::control_client;
-using prefork::control_failure;
 using prefork::testing::read_file;
 
 namespace {
@@ -66,8 +65,8 @@ bool is_rfc3339_utc(std::string_view text) {
 std::string error_code_of(std::string_view line) {
   auto reply = prefork::parse_control_reply(line);
   if (reply) return "";
-  if (reply.error().failure != control_failure::remote) return "<bad reply>";
-  return reply.error().code;
+  if (!prefork::is_remote(reply.error())) return "<bad reply>";
+  return std::string(prefork::control_code_name(reply.error().code));
 }
 
 template <class Predicate>
@@ -119,13 +118,13 @@ bool wait_ready_without_control(prefork::testing::server& server, std::chrono::m
 
 // The error reply to `request`, sent on a fresh connection. Any other outcome (an ok
 // reply, no reply) fails the test.
-prefork::control_client_error remote_error(const prefork::testing::server& server, const json::object& request) {
+prefork::failure remote_error(const prefork::testing::server& server, const json::object& request) {
   auto result = prefork::test_support::control(server, request);
   // Built first: the message of BOOST_REQUIRE_MESSAGE may be evaluated before the condition.
   std::string why;
   if (result)
     why = json::serialize(request) + " succeeded with " + json::serialize(*result) + ", expected an error reply";
-  else if (result.error().failure != control_failure::remote)
+  else if (!prefork::is_remote(result.error()))
     why = json::serialize(request) + " failed without an error reply: " + result.error().message + "\n" +
           server.log_tail(40);
   BOOST_REQUIRE_MESSAGE(why.empty(), why);
@@ -502,11 +501,11 @@ BOOST_AUTO_TEST_CASE(scale_up_and_down) {
 
   for (const json::value& bad : {json::value(0), json::value(-1), json::value("four"), json::value(1.5)}) {
     auto error = remote_error(server, {{"cmd", "scale"}, {"workers", bad}});
-    BOOST_TEST(error.code == "bad_request",
+    BOOST_TEST(error.code == prefork::errc::bad_request,
                "scale " << json::serialize(bad) << ": " << error.code << " " << error.message);
   }
   auto missing = remote_error(server, {{"cmd", "scale"}});
-  BOOST_TEST(missing.code == "bad_request", missing.message);
+  BOOST_TEST(missing.code == prefork::errc::bad_request, missing.message);
 }
 
 BOOST_AUTO_TEST_CASE(reload_without_and_with_wait) {
@@ -555,7 +554,7 @@ BOOST_AUTO_TEST_CASE(reload_without_and_with_wait) {
   BOOST_TEST((json_int(stats, "lost") == 0), json::serialize(stats));
 
   auto bad = remote_error(server, {{"cmd", "reload"}, {"wait", "yes"}});
-  BOOST_TEST(bad.code == "bad_request", bad.message);
+  BOOST_TEST(bad.code == prefork::errc::bad_request, bad.message);
 }
 
 BOOST_AUTO_TEST_CASE(stop_graceful_exits_0) {
@@ -573,7 +572,7 @@ BOOST_AUTO_TEST_CASE(stop_graceful_exits_0) {
 BOOST_AUTO_TEST_CASE(stop_fast_exits_0) {
   prefork::testing::server server(testbed_options());
   auto bad = remote_error(server, {{"cmd", "stop"}, {"graceful", "no"}});
-  BOOST_TEST(bad.code == "bad_request", bad.message);
+  BOOST_TEST(bad.code == prefork::errc::bad_request, bad.message);
   BOOST_REQUIRE(server.running());
   // A slow request in flight: a fast stop does not wait for it.
   http_connection slow;
@@ -616,7 +615,7 @@ BOOST_AUTO_TEST_CASE(kill_worker_term_and_kill_are_replaced) {
   BOOST_TEST((json_int(stats, "lost") == 0), json::serialize(stats));
 
   auto bad_signal = remote_error(server, {{"cmd", "kill_worker"}, {"id", 1}, {"signal", "HUP"}});
-  BOOST_TEST(bad_signal.code == "bad_request", bad_signal.message);
+  BOOST_TEST(bad_signal.code == prefork::errc::bad_request, bad_signal.message);
 }
 
 BOOST_AUTO_TEST_CASE(paused_worker_gets_no_new_connections_until_resumed) {
@@ -662,7 +661,8 @@ BOOST_AUTO_TEST_CASE(paused_worker_gets_no_new_connections_until_resumed) {
   }
 
   auto again = remote_error(server, {{"cmd", "pause_worker"}, {"id", *paused_id}});
-  BOOST_TEST(again.code == "bad_request", "pausing a paused worker: " << again.code << " " << again.message);
+  BOOST_TEST(again.code == prefork::errc::bad_request,
+             "pausing a paused worker: " << again.code << " " << again.message);
 
   reply = server.control({{"cmd", "resume_worker"}, {"id", *paused_id}});
   BOOST_TEST((reply == json::value(json::object{})), json::serialize(reply));
@@ -678,7 +678,7 @@ BOOST_AUTO_TEST_CASE(paused_worker_gets_no_new_connections_until_resumed) {
   BOOST_TEST(served_by_resumed > 0, "the resumed worker got none of " << requests << " connections");
 
   auto not_paused = remote_error(server, {{"cmd", "resume_worker"}, {"id", *paused_id}});
-  BOOST_TEST(not_paused.code == "bad_request",
+  BOOST_TEST(not_paused.code == prefork::errc::bad_request,
              "resuming a ready worker: " << not_paused.code << " " << not_paused.message);
 }
 

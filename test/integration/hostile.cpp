@@ -715,7 +715,7 @@ BOOST_AUTO_TEST_CASE(control_socket_abuse_leaves_the_master_healthy) {
     auto error_line = read_line(socket.fd(), pending, clock_type::now() + control_timeout);
     BOOST_REQUIRE_MESSAGE(error_line.has_value(), "no reply to junk " << printable(junk));
     auto error_reply = prefork::parse_control_reply(*error_line);
-    BOOST_TEST((!error_reply && error_reply.error().failure == prefork::control_failure::remote),
+    BOOST_TEST((!error_reply && prefork::is_remote(error_reply.error())),
                "junk was not answered with an error: " << printable(*error_line));
     auto pong = read_line(socket.fd(), pending, clock_type::now() + control_timeout);
     BOOST_TEST((pong && *pong == R"({"ok":true,"result":"pong"})"), "no pong after junk " << printable(junk));
@@ -730,7 +730,7 @@ BOOST_AUTO_TEST_CASE(control_socket_abuse_leaves_the_master_healthy) {
     auto first = read_line(socket.fd(), pending, clock_type::now() + control_timeout);
     BOOST_REQUIRE(first.has_value());
     auto reply = prefork::parse_control_reply(*first);
-    BOOST_TEST((!reply && reply.error().code == "too_large"), "a 1 MiB line: " << printable(*first));
+    BOOST_TEST((!reply && reply.error().code == prefork::errc::too_large), "a 1 MiB line: " << printable(*first));
     auto pong = read_line(socket.fd(), pending, clock_type::now() + control_timeout);
     BOOST_TEST((pong && *pong == R"({"ok":true,"result":"pong"})"));
   }
@@ -779,7 +779,7 @@ BOOST_AUTO_TEST_CASE(control_socket_abuse_leaves_the_master_healthy) {
     for (int i = 0; i < 100; ++i) idle.push_back(connect_raw(control_endpoint));
     auto pong = control(server, {{"cmd", "ping"}}, control_timeout);
     // Answered, or refused with an error line by the cap: never silence or garbage.
-    BOOST_TEST((pong.has_value() || pong.error().failure == prefork::control_failure::remote),
+    BOOST_TEST((pong.has_value() || prefork::is_remote(pong.error())),
                "ping with 100 idle control connections: " << pong.error().code << " " << pong.error().message);
   }
   // The master notices the closed connections a moment later: until then it may still

@@ -206,7 +206,7 @@ BOOST_AUTO_TEST_CASE(a_bad_section_on_reload_keeps_the_running_configuration) {
     server.control({{"cmd", "reload"}, {"wait", true}});
     BOOST_ERROR("a reload with a bad kv section succeeded");
   } catch (const prefork::testing::control_error& e) {
-    BOOST_TEST(e.code() == "reload_failed");
+    BOOST_TEST(e.code() == prefork::errc::reload_failed);
     BOOST_TEST(
         std::string(e.what()).find(R"("kv.max_keys": expected an integer >= 1, got "lots")") != std::string::npos,
         e.what());

@@ -396,7 +396,7 @@ BOOST_AUTO_TEST_CASE(reload_naming_another_app_keeps_the_running_one) {
     try {
       server.control({{"cmd", "reload"}, {"wait", true}});
     } catch (const prefork::testing::control_error& e) {
-      BOOST_TEST(e.code() == "reload_failed");
+      BOOST_TEST(e.code() == prefork::errc::reload_failed);
       return e.what();
     }
     return "the reload succeeded";

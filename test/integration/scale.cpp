@@ -127,7 +127,7 @@ BOOST_AUTO_TEST_CASE(scale_via_control_under_load) {
     auto reply = server.control({{"cmd", "scale"}, {"workers", 0}});
     BOOST_ERROR("scale to 0 was accepted: " << json::serialize(reply));
   } catch (const prefork::testing::control_error& error) {
-    error_code = error.code();
+    error_code = prefork::control_code_name(error.code());
     BOOST_TEST_MESSAGE("scale to 0: " << error.code() << ": " << error.what());
   }
   BOOST_TEST(error_code == "bad_request");

@@ -281,13 +281,13 @@ BOOST_AUTO_TEST_CASE(errors_are_reported) {
     s.kill_worker(999, SIGKILL);
     BOOST_ERROR("kill_worker 999 did not throw");
   } catch (const prefork::testing::control_error& e) {
-    BOOST_TEST(e.code() == "not_found");
+    BOOST_TEST(e.code() == prefork::errc::not_found);
   }
   try {
     s.control({{"cmd", "no_such_command"}});
     BOOST_ERROR("an unknown command did not throw");
   } catch (const prefork::testing::control_error& e) {
-    BOOST_TEST(e.code() == "unknown_command");
+    BOOST_TEST(e.code() == prefork::errc::unknown_command);
   }
   BOOST_TEST(s.control({{"cmd", "ping"}}) == json::value("pong"));  // the connection goes on
 

@@ -36,9 +36,8 @@ std::optional<long long> event_pid(const json::object& line) {
   return log_int(line, "pid");
 }
 
-boost::system::result<json::value, control_client_error> control(const prefork::testing::server& server,
-                                                                 const json::object& request,
-                                                                 std::chrono::milliseconds timeout) {
+prefork::result<json::value> control(const prefork::testing::server& server, const json::object& request,
+                                     std::chrono::milliseconds timeout) {
   return control_call(server.control_path(), request, timeout);
 }
 
@@ -88,7 +87,7 @@ bool wait_settled(prefork::testing::server& server, int desired, std::chrono::mi
         return true;
       }
     } catch (const prefork::testing::control_error& error) {
-      last = "status: " + error.code() + ": " + error.what();
+      last = "status: " + error.code().to_string() + ": " + error.what();
     }
     if (clock_type::now() >= deadline) break;
     std::this_thread::sleep_for(20ms);

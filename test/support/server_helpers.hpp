@@ -37,9 +37,8 @@ std::optional<long long> event_pid(const boost::json::object& line);
 /// `result` of an ok reply, else the error (unreachable, timeout, disconnected, bad_reply,
 /// or the master's own error with its code). Unlike server.control() it neither throws
 /// nor shares the server's connection: for polling, failure checks and other threads.
-boost::system::result<boost::json::value, control_client_error> control(
-    const prefork::testing::server& server, const boost::json::object& request,
-    std::chrono::milliseconds timeout = std::chrono::seconds(10));
+prefork::result<boost::json::value> control(const prefork::testing::server& server, const boost::json::object& request,
+                                            std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 /// status.workers.<key> (desired, ready, starting, draining, backoff), -1 when absent.
 long long status_workers(const boost::json::object& status, std::string_view key);

@@ -201,7 +201,7 @@ struct bench_command {
 /// Parses `prefork-bench` arguments (argv[0] is the program name). Errors (exit 2) name the
 /// option and why: no target or two, neither -d nor -n, a count < 1, a bad --mix, an
 /// unknown option.
-boost::system::result<bench_command, config_error> parse_bench_command_line(int argc, const char* const* argv);
+prefork::result<bench_command> parse_bench_command_line(int argc, const char* const* argv);
 
 /// The help text of prefork-bench.
 std::string bench_usage_text(std::string_view program_name);

@@ -24,7 +24,7 @@ struct bind_address {
 
 /// Parses one bind entry. Errors say what is wrong, e.g.
 /// `"127.0.0.1:99999": port must be 0..65535`.
-boost::system::result<bind_address, config_error> parse_bind_address(std::string_view text);
+prefork::result<bind_address> parse_bind_address(std::string_view text);
 
 /// Formats back to bind syntax (IPv6 hosts in brackets).
 std::string to_string(const bind_address& address);

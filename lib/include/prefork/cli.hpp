@@ -34,7 +34,7 @@ struct command_line {
 /// Parses argv (argv[0] is the program name). An unknown option, a missing value, an option
 /// given twice that takes one value, or a positional argument is an error whose message names
 /// it; the caller prints it and exits 2.
-boost::system::result<command_line, config_error> parse_command_line(int argc, const char* const* argv);
+prefork::result<command_line> parse_command_line(int argc, const char* const* argv);
 
 /// What --help says about a program beyond the options.
 struct help_details {
@@ -57,8 +57,8 @@ std::string usage_text(std::string_view program_name, const help_details& detail
 /// integer >= 1 or "auto", got "lots"`) or the file and key, or say why the file cannot be
 /// read. Without a file the defaults are checked as an empty file would be (an app's
 /// check_config runs with its section absent).
-boost::system::result<config, config_error> effective_config(const command_line& command);
+prefork::result<config> effective_config(const command_line& command);
 /// The same with a program's defaults, apps and app sections (config.hpp).
-boost::system::result<config, config_error> effective_config(const command_line& command, const config_rules& rules);
+prefork::result<config> effective_config(const command_line& command, const config_rules& rules);
 
 }  // namespace prefork

@@ -169,18 +169,17 @@ struct config_rules {
 /// Parses a JSON document (an object; every key optional) over the defaults.
 /// An unknown key, a wrong type or an impossible value is an error that names the key:
 /// `"workers": expected an integer >= 1 or "auto", got "lots"`.
-boost::system::result<config, config_error> parse_config(std::string_view json_text);
+prefork::result<config> parse_config(std::string_view json_text);
 
 /// parse_config over `rules.defaults`: `app` must name one of `rules.apps`, a top-level key
 /// of `rules.sections` is kept in app_sections, and every section rule's check runs (with
 /// null when its key is absent), its error naming the whole key path (`"kv.max_keys"`).
-boost::system::result<config, config_error> parse_config(std::string_view json_text, const config_rules& rules);
+prefork::result<config> parse_config(std::string_view json_text, const config_rules& rules);
 
 /// Reads and parses a file; a missing or unreadable file is an error naming the path.
-boost::system::result<config, config_error> load_config_file(const std::filesystem::path& file);
+prefork::result<config> load_config_file(const std::filesystem::path& file);
 /// The same with a program's rules (parse_config(text, rules)).
-boost::system::result<config, config_error> load_config_file(const std::filesystem::path& file,
-                                                             const config_rules& rules);
+prefork::result<config> load_config_file(const std::filesystem::path& file, const config_rules& rules);
 
 /// The effective configuration as JSON, in the file's syntax (`workers` as a number,
 /// `socket_mode` as the string given, durations in seconds, apps' sections as given).

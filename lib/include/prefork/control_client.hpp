@@ -3,11 +3,10 @@
 // reply line, each step under a deadline. Failures are values, never exceptions.
 #pragma once
 
-#include <boost/assert/source_location.hpp>
+#include "prefork/error.hpp"
+
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
-#include <boost/system/error_code.hpp>
-#include <boost/system/result.hpp>
 
 #include <chrono>
 #include <filesystem>
@@ -17,24 +16,16 @@
 
 namespace prefork {
 
-/// Why a control call failed.
-enum class control_failure {
-  unreachable,   // cannot connect: no socket file, nobody accepts (refused), no permission, path too long
-  timeout,       // a deadline passed before the step finished
-  disconnected,  // the connection failed or was closed before a whole reply arrived
-  bad_reply,     // the reply is not a reply object ({"ok":true,"result":...} or {"ok":false,"error":...})
-  remote,        // the master answered {"ok":false,"error":{"code":...,"message":...}}
-};
+/// A failed call is a prefork::failure whose code says why: errc::unreachable (cannot
+/// connect: no socket file, nobody accepts, no permission, path too long; the message
+/// names the system error), errc::timeout (a deadline passed before the step finished),
+/// errc::disconnected (the connection failed or closed before a whole reply),
+/// errc::bad_reply (not a reply object, or an error code this version does not know), or
+/// the master's own answer {"ok":false,"error":{"code":...,"message":...}}: its control
+/// code (errc::not_found, errc::forbidden, ...; see is_remote) with the master's message.
 
-struct control_client_error {
-  control_failure failure = control_failure::disconnected;
-  std::string code;                  // remote: the master's error code (not_found, forbidden, ...)
-  std::string message;               // for people; remote: the master's message
-  boost::system::error_code system;  // unreachable / disconnected: the system error, if any
-};
-
-/// Lets result<T, control_client_error>::value() throw std::runtime_error(message).
-[[noreturn]] void throw_exception_from_error(const control_client_error& error, const boost::source_location& location);
+/// Whether `error` is the master's answer (a control code), not a call that got no reply.
+bool is_remote(const failure& error) noexcept;
 
 /// One connection to a control socket. Not thread-safe; blocking calls, each bounded by its
 /// timeout. After a timeout or a transport failure the connection is closed (a late reply
@@ -49,8 +40,7 @@ class control_client {
 
   /// Connects to the Unix socket at `socket_path` (relative to the working directory),
   /// closing any previous connection. Errors: unreachable (with the errno), timeout.
-  boost::system::result<void, control_client_error> connect(const std::filesystem::path& socket_path,
-                                                            std::chrono::milliseconds timeout);
+  result<void> connect(const std::filesystem::path& socket_path, std::chrono::milliseconds timeout);
 
   bool is_open() const noexcept;
   void close() noexcept;
@@ -58,18 +48,16 @@ class control_client {
   /// Sends `request` as one line and waits for the reply; returns its `result`.
   /// Errors: remote (the master's error), timeout, disconnected, bad_reply; disconnected
   /// also when not connected.
-  boost::system::result<boost::json::value, control_client_error> call(const boost::json::object& request,
-                                                                       std::chrono::milliseconds timeout);
+  result<boost::json::value> call(const boost::json::object& request, std::chrono::milliseconds timeout);
 
   /// Sends `bytes` as they are (a newline is not added) and returns the next reply line,
   /// without its newline and unparsed. For tests of malformed requests. Errors: timeout,
   /// disconnected. If sending fails, a line the master sent before closing (`forbidden`)
   /// is still returned.
-  boost::system::result<std::string, control_client_error> call_raw(std::string_view bytes,
-                                                                    std::chrono::milliseconds timeout);
+  result<std::string> call_raw(std::string_view bytes, std::chrono::milliseconds timeout);
 
   /// Reads the next reply line without sending anything. Errors: timeout, disconnected.
-  boost::system::result<std::string, control_client_error> read_line(std::chrono::milliseconds timeout);
+  result<std::string> read_line(std::chrono::milliseconds timeout);
 
   struct impl;
 
@@ -79,11 +67,10 @@ class control_client {
 
 /// Interprets one reply line: the `result` of an ok reply, a `remote` error for an error
 /// reply, bad_reply for anything else.
-boost::system::result<boost::json::value, control_client_error> parse_control_reply(std::string_view line);
+result<boost::json::value> parse_control_reply(std::string_view line);
 
 /// Connects, calls once and closes: the timeout covers the whole exchange.
-boost::system::result<boost::json::value, control_client_error> control_call(const std::filesystem::path& socket_path,
-                                                                             const boost::json::object& request,
-                                                                             std::chrono::milliseconds timeout);
+result<boost::json::value> control_call(const std::filesystem::path& socket_path, const boost::json::object& request,
+                                        std::chrono::milliseconds timeout);
 
 }  // namespace prefork

@@ -36,8 +36,8 @@ po::options_description option_descriptions() {
   return options;
 }
 
-config_error option_error(std::string_view option, std::string_view why) {
-  return {"\"--" + std::string(option) + "\": " + std::string(why)};
+failure option_error(std::string_view option, std::string_view why) {
+  return {errc::usage, "\"--" + std::string(option) + "\": " + std::string(why)};
 }
 
 // A request path: starts with '/', no whitespace or control bytes (it goes into prebuilt
@@ -50,7 +50,7 @@ bool is_request_path(std::string_view path) {
   return true;
 }
 
-boost::system::result<bench_mix, config_error> parse_mix(std::string_view text) {
+prefork::result<bench_mix> parse_mix(std::string_view text) {
   const auto colon = text.rfind(':');
   if (colon == std::string_view::npos) return option_error("mix", "expected PATH:K/N, e.g. /burn?ms=20:1/50");
   bench_mix mix;
@@ -72,7 +72,7 @@ boost::system::result<bench_mix, config_error> parse_mix(std::string_view text) 
 
 }  // namespace
 
-boost::system::result<bench_command, config_error> parse_bench_command_line(int argc, const char* const* argv) {
+prefork::result<bench_command> parse_bench_command_line(int argc, const char* const* argv) {
   const auto descriptions = option_descriptions();  // the parsed values point into it
   auto parsed = detail::parse_options(argc, argv, descriptions);
   if (!parsed) return parsed.error();
@@ -86,7 +86,7 @@ boost::system::result<bench_command, config_error> parse_bench_command_line(int 
   auto& options = command.options;
   const bool has_unix = values.count("unix") != 0;
   const bool has_tcp = values.count("tcp") != 0;
-  if (has_unix == has_tcp) return config_error{"give one target: --unix PATH or --tcp HOST:PORT"};
+  if (has_unix == has_tcp) return failure{errc::usage, "give one target: --unix PATH or --tcp HOST:PORT"};
   if (has_unix) {
     auto address = parse_bind_address("unix:" + values["unix"].as<std::string>());
     if (!address) return option_error("unix", address.error().message);
@@ -114,7 +114,8 @@ boost::system::result<bench_command, config_error> parse_bench_command_line(int 
     options.requests = values["requests"].as<std::uint64_t>();
     if (*options.requests < 1) return option_error("requests", "must be at least 1");
   }
-  if (!options.duration_s && !options.requests) return config_error{"give -d SECONDS or -n REQUESTS (a run must end)"};
+  if (!options.duration_s && !options.requests)
+    return failure{errc::usage, "give -d SECONDS or -n REQUESTS (a run must end)"};
 
   const auto mode = values["mode"].as<std::string>();
   if (mode == "close") {

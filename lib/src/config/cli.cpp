@@ -51,15 +51,14 @@ po::options_description option_descriptions(const help_details& details = {}) {
 // Checks one command-line value with the config file's rule for `key_path` by parsing a
 // document holding just that key, so both spell their errors alike; the error names
 // `option` instead of the key.
-boost::system::result<config, config_error> check_with_file_rules(const json::object& document,
-                                                                  std::string_view key_path, std::string_view option,
-                                                                  const config_rules& rules) {
+prefork::result<config> check_with_file_rules(const json::object& document, std::string_view key_path,
+                                              std::string_view option, const config_rules& rules) {
   auto parsed = parse_config(json::serialize(document), rules);
   if (parsed) return parsed;
   auto message = std::move(parsed.error().message);
   const auto key = "\"" + std::string(key_path) + "\"";
   if (message.starts_with(key)) message.replace(0, key.size(), "\"" + std::string(option) + "\"");
-  return config_error{std::move(message)};
+  return failure{errc::config_invalid, std::move(message)};
 }
 
 // "4" and "-1" become JSON numbers so that the file's integer rule judges them.
@@ -72,7 +71,7 @@ json::value workers_value(const std::string& text) {
 
 }  // namespace
 
-boost::system::result<command_line, config_error> parse_command_line(int argc, const char* const* argv) {
+prefork::result<command_line> parse_command_line(int argc, const char* const* argv) {
   if (argc < 1) return command_line{};              // no argv[0]: nothing to parse (execve with argc 0)
   const auto descriptions = option_descriptions();  // the parsed values point into it
   auto parsed = detail::parse_options(argc, argv, descriptions);
@@ -111,11 +110,11 @@ std::string usage_text(std::string_view program_name, const help_details& detail
   return text.str();
 }
 
-boost::system::result<config, config_error> effective_config(const command_line& command) {
+prefork::result<config> effective_config(const command_line& command) {
   return effective_config(command, config_rules{});
 }
 
-boost::system::result<config, config_error> effective_config(const command_line& command, const config_rules& rules) {
+prefork::result<config> effective_config(const command_line& command, const config_rules& rules) {
   // No file reads as an empty one, so that the apps' sections are checked either way.
   auto loaded = command.config_file ? load_config_file(*command.config_file, rules) : parse_config("{}", rules);
   if (!loaded) return loaded;
@@ -130,7 +129,7 @@ boost::system::result<config, config_error> effective_config(const command_line&
     std::vector<bind_address> binds;
     for (const auto& text : command.binds) {
       auto address = parse_bind_address(text);
-      if (!address) return config_error{"\"--bind\": " + address.error().message};
+      if (!address) return failure{errc::config_invalid, "\"--bind\": " + address.error().message};
       binds.push_back(std::move(*address));
     }
     cfg.bind = std::move(binds);

@@ -57,14 +57,14 @@ config default_config() {
   return cfg;
 }
 
-boost::system::result<config, config_error> load_config_file(const std::filesystem::path& file) {
+prefork::result<config> load_config_file(const std::filesystem::path& file) {
   return load_config_file(file, config_rules{});
 }
 
-boost::system::result<config, config_error> load_config_file(const std::filesystem::path& file,
-                                                             const config_rules& rules) {
+prefork::result<config> load_config_file(const std::filesystem::path& file, const config_rules& rules) {
   const auto cannot_read = [&file] {
-    return config_error{"cannot read config file " + quote_json(file.string()) + ": " + std::strerror(errno)};
+    return failure{errc::config_invalid,
+                   "cannot read config file " + quote_json(file.string()) + ": " + std::strerror(errno)};
   };
   const std::unique_ptr<std::FILE, int (*)(std::FILE*)> stream(std::fopen(file.c_str(), "rb"), &std::fclose);
   if (!stream) return cannot_read();
@@ -75,7 +75,7 @@ boost::system::result<config, config_error> load_config_file(const std::filesyst
   }
   if (std::ferror(stream.get())) return cannot_read();  // EISDIR for a directory, EIO, ...
   auto parsed = parse_config(text, rules);
-  if (!parsed) return config_error{quote_json(file.string()) + ": " + parsed.error().message};
+  if (!parsed) return failure{errc::config_invalid, quote_json(file.string()) + ": " + parsed.error().message};
   return parsed;
 }
 

@@ -71,9 +71,9 @@ struct config_problem {
   std::string why;  // "expected an integer >= 0, got -1"; unused for an unknown key
   config_value_error::kind kind = config_value_error::kind::bad_value;
 
-  config_error to_error() const {
-    if (kind == config_value_error::kind::unknown_key) return {"unknown key " + quote_json(key)};
-    return {quote_json(key) + ": " + why};
+  failure to_error() const {
+    if (kind == config_value_error::kind::unknown_key) return {errc::config_invalid, "unknown key " + quote_json(key)};
+    return {errc::config_invalid, quote_json(key) + ": " + why};
   }
 };
 

@@ -201,22 +201,21 @@ void check_app_sections(const config_rules& rules, const config& cfg, std::optio
   }
 }
 
-config_error invalid_json(std::string_view text, std::size_t offset, const boost::system::error_code& ec) {
+failure invalid_json(std::string_view text, std::size_t offset, const boost::system::error_code& ec) {
   offset = std::min(offset, text.size());
   const auto before = text.substr(0, offset);
   const auto line = 1 + std::count(before.begin(), before.end(), '\n');
   const auto line_start = before.rfind('\n');
   const auto column = offset - (line_start == std::string_view::npos ? 0 : line_start + 1) + 1;
-  return {"invalid JSON at line " + std::to_string(line) + " column " + std::to_string(column) + ": " + ec.message()};
+  return {errc::config_invalid,
+          "invalid JSON at line " + std::to_string(line) + " column " + std::to_string(column) + ": " + ec.message()};
 }
 
 }  // namespace
 
-boost::system::result<config, config_error> parse_config(std::string_view json_text) {
-  return parse_config(json_text, config_rules{});
-}
+prefork::result<config> parse_config(std::string_view json_text) { return parse_config(json_text, config_rules{}); }
 
-boost::system::result<config, config_error> parse_config(std::string_view json_text, const config_rules& rules) {
+prefork::result<config> parse_config(std::string_view json_text, const config_rules& rules) {
   json::stream_parser parser;
   boost::system::error_code ec;
   const auto consumed = parser.write(json_text.data(), json_text.size(), ec);
@@ -225,7 +224,7 @@ boost::system::result<config, config_error> parse_config(std::string_view json_t
   if (ec) return invalid_json(json_text, json_text.size(), ec);
   const auto document = parser.release();
   if (!document.is_object()) {
-    return config_error{"expected a JSON object at the top level, got " + describe(document)};
+    return failure{errc::config_invalid, "expected a JSON object at the top level, got " + describe(document)};
   }
 
   config cfg = rules.defaults;

@@ -6,8 +6,8 @@ namespace prefork::detail {
 
 namespace po = boost::program_options;
 
-boost::system::result<po::variables_map, config_error> parse_options(int argc, const char* const* argv,
-                                                                     const po::options_description& options) {
+prefork::result<po::variables_map> parse_options(int argc, const char* const* argv,
+                                                 const po::options_description& options) {
   po::variables_map values;
   try {
     const auto style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
@@ -16,13 +16,13 @@ boost::system::result<po::variables_map, config_error> parse_options(int argc, c
     // them; our programs take none, so say which one was not understood.
     for (const auto& option : parsed.options) {
       if (option.position_key != -1 && !option.value.empty()) {
-        return config_error{"unexpected argument '" + option.value.front() + "'"};
+        return failure{errc::usage, "unexpected argument '" + option.value.front() + "'"};
       }
     }
     po::store(parsed, values);
     po::notify(values);
   } catch (const po::error& error) {
-    return config_error{error.what()};
+    return failure{errc::usage, error.what()};
   }
   return values;
 }

@@ -1,5 +1,5 @@
 // The command-line parsing step preforkd and prefork-bench share: Boost.Program_options
-// without prefix guessing, stray words refused, every error as a config_error.
+// without prefix guessing, stray words refused, every error as a failure.
 #pragma once
 
 #include "prefork/error.hpp"
@@ -14,7 +14,7 @@ namespace prefork::detail {
 /// No prefix guessing ("--check" never means --check-config); a positional word is an
 /// error naming it (`unexpected argument 'serve'`); Program_options' own errors (unknown
 /// option, missing value, repeated option) come back with its message.
-boost::system::result<boost::program_options::variables_map, config_error> parse_options(
+prefork::result<boost::program_options::variables_map> parse_options(
     int argc, const char* const* argv, const boost::program_options::options_description& options);
 
 }  // namespace prefork::detail

@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cerrno>
+#include <optional>
 #include <stdexcept>
 #include <sys/un.h>
 
@@ -21,22 +22,14 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 using steady = std::chrono::steady_clock;
 
-void throw_exception_from_error(const control_client_error& error, const boost::source_location& location) {
-  boost::throw_exception(std::runtime_error(error.message), location);
-}
+bool is_remote(const failure& error) noexcept { return !control_code_name(error.code).empty(); }
 
 namespace {
 
 // A reply longer than this is not from a sane master: give up rather than grow without bound.
 constexpr std::size_t max_reply_bytes = 64 * 1024 * 1024;
 
-control_client_error make_error(control_failure failure, std::string message, boost::system::error_code system = {}) {
-  control_client_error error;
-  error.failure = failure;
-  error.message = std::move(message);
-  error.system = system;
-  return error;
-}
+failure make_error(errc code, std::string message) { return {code, std::move(message)}; }
 
 std::string milliseconds_text(std::chrono::milliseconds timeout) { return std::to_string(timeout.count()) + " ms"; }
 
@@ -70,20 +63,20 @@ struct control_client::impl {
     received.clear();
   }
 
-  control_client_error timed_out(std::string_view step, steady::time_point started) {
+  failure timed_out(std::string_view step, steady::time_point started) {
     reset();
     auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - started);
-    return make_error(control_failure::timeout,
+    return make_error(errc::timeout,
                       std::string(step) + " " + path + ": no answer within " + milliseconds_text(waited));
   }
 
-  control_client_error failed(std::string_view step, boost::system::error_code ec) {
+  failure failed(std::string_view step, boost::system::error_code ec) {
     reset();
-    return make_error(control_failure::disconnected, std::string(step) + " " + path + ": " + ec.message(), ec);
+    return make_error(errc::disconnected, std::string(step) + " " + path + ": " + ec.message());
   }
 
-  boost::system::result<void, control_client_error> write(std::string_view bytes, steady::time_point deadline) {
-    if (!socket.is_open()) return make_error(control_failure::disconnected, "not connected to " + path);
+  result<void> write(std::string_view bytes, steady::time_point deadline) {
+    if (!socket.is_open()) return make_error(errc::disconnected, "not connected to " + path);
     const auto started = steady::now();
     bool done = false;
     boost::system::error_code result;
@@ -96,12 +89,12 @@ struct control_client::impl {
       // Keep what was already received: the master may have explained why it closed.
       boost::system::error_code ignored;
       socket.shutdown(asio::socket_base::shutdown_send, ignored);
-      return make_error(control_failure::disconnected, "writing to " + path + ": " + result.message(), result);
+      return make_error(errc::disconnected, "writing to " + path + ": " + result.message());
     }
     return {};
   }
 
-  boost::system::result<std::string, control_client_error> read_line(steady::time_point deadline) {
+  result<std::string> read_line(steady::time_point deadline) {
     const auto started = steady::now();
     std::array<char, 4096> chunk;
     std::size_t scanned = 0;
@@ -115,10 +108,10 @@ struct control_client::impl {
       scanned = received.size();
       if (received.size() > max_reply_bytes) {
         reset();
-        return make_error(control_failure::bad_reply,
+        return make_error(errc::bad_reply,
                           "reply from " + path + " is longer than " + std::to_string(max_reply_bytes) + " bytes");
       }
-      if (!socket.is_open()) return make_error(control_failure::disconnected, "not connected to " + path);
+      if (!socket.is_open()) return make_error(errc::disconnected, "not connected to " + path);
       bool done = false;
       boost::system::error_code result;
       std::size_t count = 0;
@@ -133,8 +126,8 @@ struct control_client::impl {
         if (received.find('\n', scanned) != std::string::npos) continue;  // the last line still counts
         if (result == asio::error::eof) {
           reset();
-          return make_error(control_failure::disconnected,
-                            "reading from " + path + ": the master closed the connection without a reply", result);
+          return make_error(errc::disconnected,
+                            "reading from " + path + ": the master closed the connection without a reply");
         }
         return failed("reading from", result);
       }
@@ -147,32 +140,28 @@ control_client::~control_client() = default;
 control_client::control_client(control_client&&) noexcept = default;
 control_client& control_client::operator=(control_client&&) noexcept = default;
 
-boost::system::result<void, control_client_error> control_client::connect(const std::filesystem::path& socket_path,
-                                                                          std::chrono::milliseconds timeout) {
+result<void> control_client::connect(const std::filesystem::path& socket_path, std::chrono::milliseconds timeout) {
   impl_->reset();
   impl_->path = socket_path.string();
   const auto started = steady::now();
   if (impl_->path.size() >= sizeof(sockaddr_un::sun_path)) {
     auto ec = boost::system::error_code(ENAMETOOLONG, boost::system::system_category());
-    return make_error(control_failure::unreachable, "cannot connect to " + impl_->path + ": " + ec.message(), ec);
+    return make_error(errc::unreachable, "cannot connect to " + impl_->path + ": " + ec.message());
   }
   if (impl_->path.empty()) {
-    auto ec = boost::system::error_code(ENOENT, boost::system::system_category());
-    return make_error(control_failure::unreachable, "cannot connect: empty control socket path", ec);
+    return make_error(errc::unreachable, "cannot connect: empty control socket path");
   }
   auto result = connect_until(impl_->socket, asio::local::stream_protocol::endpoint(impl_->path), started + timeout);
   if (result == errc::backlog_full) {
     impl_->reset();
     auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - started);
-    return make_error(control_failure::timeout,
-                      "connecting to " + impl_->path + ": the master is busy (its control backlog stayed full for " +
-                          milliseconds_text(waited) + ")",
-                      result);
+    return make_error(errc::timeout, "connecting to " + impl_->path +
+                                         ": the master is busy (its control backlog stayed full for " +
+                                         milliseconds_text(waited) + ")");
   }
   if (result) {
     impl_->reset();
-    return make_error(control_failure::unreachable, "cannot connect to " + impl_->path + ": " + result.message(),
-                      result);
+    return make_error(errc::unreachable, "cannot connect to " + impl_->path + ": " + result.message());
   }
   return {};
 }
@@ -181,12 +170,11 @@ bool control_client::is_open() const noexcept { return impl_->socket.is_open(); 
 
 void control_client::close() noexcept { impl_->reset(); }
 
-boost::system::result<std::string, control_client_error> control_client::call_raw(std::string_view bytes,
-                                                                                  std::chrono::milliseconds timeout) {
+result<std::string> control_client::call_raw(std::string_view bytes, std::chrono::milliseconds timeout) {
   const auto deadline = steady::now() + timeout;
   auto written = impl_->write(bytes, deadline);
   if (!written) {
-    if (written.error().failure != control_failure::disconnected || !impl_->socket.is_open()) return written.error();
+    if (written.error().code != errc::disconnected || !impl_->socket.is_open()) return written.error();
     // The master may have written a last line (forbidden) before closing: prefer it.
     auto line = impl_->read_line(std::min(deadline, steady::now() + std::chrono::milliseconds(500)));
     if (line) return line;
@@ -196,25 +184,24 @@ boost::system::result<std::string, control_client_error> control_client::call_ra
   return impl_->read_line(deadline);
 }
 
-boost::system::result<std::string, control_client_error> control_client::read_line(std::chrono::milliseconds timeout) {
+result<std::string> control_client::read_line(std::chrono::milliseconds timeout) {
   return impl_->read_line(steady::now() + timeout);
 }
 
-boost::system::result<json::value, control_client_error> control_client::call(const json::object& request,
-                                                                              std::chrono::milliseconds timeout) {
+result<json::value> control_client::call(const json::object& request, std::chrono::milliseconds timeout) {
   std::string line = json::serialize(request);
   line += '\n';
   auto reply = call_raw(line, timeout);
   if (!reply) return reply.error();
   auto parsed = parse_control_reply(*reply);
-  if (!parsed && parsed.error().failure == control_failure::bad_reply) impl_->reset();  // out of step now
+  if (!parsed && parsed.error().code == errc::bad_reply) impl_->reset();  // out of step now
   return parsed;
 }
 
-boost::system::result<json::value, control_client_error> parse_control_reply(std::string_view line) {
+result<json::value> parse_control_reply(std::string_view line) {
   auto bad = [&](std::string_view why) {
     std::string shown(line.substr(0, 200));
-    return make_error(control_failure::bad_reply, "bad reply from the master (" + std::string(why) + "): " + shown);
+    return make_error(errc::bad_reply, "bad reply from the master (" + std::string(why) + "): " + shown);
   };
   boost::system::error_code ec;
   json::value document = json::parse(line, ec);
@@ -232,17 +219,16 @@ boost::system::result<json::value, control_client_error> parse_control_reply(std
   const json::object* details = error ? error->if_object() : nullptr;
   const json::value* code = details ? details->if_contains("code") : nullptr;
   if (code == nullptr || !code->is_string()) return bad("no error code");
-  control_client_error remote;
-  remote.failure = control_failure::remote;
-  remote.code = code->get_string();
-  if (const json::value* message = details->if_contains("message"); message && message->is_string())
-    remote.message = message->get_string();
-  return remote;
+  std::string message;
+  if (const json::value* text = details->if_contains("message"); text && text->is_string())
+    message = text->get_string();
+  std::optional<errc> known = control_code_from_name(code->get_string());
+  if (!known) return bad("unknown error code \"" + std::string(code->get_string()) + "\": " + message);
+  return failure{*known, std::move(message)};
 }
 
-boost::system::result<json::value, control_client_error> control_call(const std::filesystem::path& socket_path,
-                                                                      const json::object& request,
-                                                                      std::chrono::milliseconds timeout) {
+result<json::value> control_call(const std::filesystem::path& socket_path, const json::object& request,
+                                 std::chrono::milliseconds timeout) {
   const auto started = steady::now();
   control_client client;
   auto connected = client.connect(socket_path, timeout);

@@ -15,10 +15,6 @@ namespace prefork::detail {
 
 namespace json = boost::json;
 
-void throw_exception_from_error(const command_error& error, const boost::source_location& location) {
-  boost::throw_exception(std::runtime_error(error.code + ": " + error.message), location);
-}
-
 namespace {
 
 constexpr std::array<std::pair<std::string_view, control_command>, 12> command_names{{
@@ -39,7 +35,7 @@ constexpr std::array<std::pair<std::string_view, control_command>, 12> command_n
 // The longest piece of a client's `cmd` echoed back in an unknown_command message.
 constexpr std::size_t max_echoed_name = 64;
 
-command_error bad_request(std::string message) { return {std::string(control_code::bad_request), std::move(message)}; }
+failure bad_request(std::string message) { return {errc::bad_request, std::move(message)}; }
 
 // Cuts `text` to at most `limit` bytes without splitting a UTF-8 sequence, so that the
 // reply stays valid UTF-8.
@@ -62,7 +58,7 @@ std::optional<std::int64_t> as_int64(const json::value& value) {
   return std::nullopt;
 }
 
-boost::system::result<void, command_error> read_scale(const json::object& request, control_request& out) {
+result<void> read_scale(const json::object& request, control_request& out) {
   const json::value* workers = request.if_contains("workers");
   if (workers == nullptr) return bad_request("workers must be an integer ≥ 1 (missing)");
   auto count = as_int64(*workers);
@@ -74,8 +70,7 @@ boost::system::result<void, command_error> read_scale(const json::object& reques
 }
 
 // An optional boolean argument: absent leaves `out` as it is.
-boost::system::result<void, command_error> read_optional_bool(const json::object& request, std::string_view key,
-                                                              bool& out) {
+result<void> read_optional_bool(const json::object& request, std::string_view key, bool& out) {
   const json::value* value = request.if_contains(key);
   if (value == nullptr) return {};
   if (!value->is_bool()) return bad_request(std::string(key) + " must be a boolean");
@@ -83,7 +78,7 @@ boost::system::result<void, command_error> read_optional_bool(const json::object
   return {};
 }
 
-boost::system::result<void, command_error> read_worker_id(const json::object& request, control_request& out) {
+result<void> read_worker_id(const json::object& request, control_request& out) {
   const json::value* id = request.if_contains("id");
   if (id == nullptr) return bad_request("id must be an integer (missing)");
   auto number = as_int64(*id);
@@ -92,7 +87,7 @@ boost::system::result<void, command_error> read_worker_id(const json::object& re
   return {};
 }
 
-boost::system::result<void, command_error> read_signal(const json::object& request, control_request& out) {
+result<void> read_signal(const json::object& request, control_request& out) {
   const json::value* value = request.if_contains("signal");
   if (value == nullptr) return {};
   if (value->is_string()) {
@@ -110,7 +105,7 @@ boost::system::result<void, command_error> read_signal(const json::object& reque
   return bad_request("signal must be \"TERM\" or \"KILL\"");
 }
 
-boost::system::result<void, command_error> read_arguments(const json::object& request, control_request& out) {
+result<void> read_arguments(const json::object& request, control_request& out) {
   switch (out.command) {
     case control_command::scale: return read_scale(request, out);
     case control_command::reload: return read_optional_bool(request, "wait", out.wait);
@@ -140,12 +135,11 @@ std::string_view to_string(control_command command) noexcept {
   return "unknown";
 }
 
-boost::system::result<control_request, command_error> parse_control_request(std::string_view line) {
-  if (is_json_whitespace_only(line))
-    return command_error{std::string(control_code::bad_json), "empty line: expected a JSON request object"};
+result<control_request> parse_control_request(std::string_view line) {
+  if (is_json_whitespace_only(line)) return failure{errc::bad_json, "empty line: expected a JSON request object"};
   boost::system::error_code ec;
   json::value document = json::parse(line, ec);
-  if (ec) return command_error{std::string(control_code::bad_json), "invalid JSON: " + ec.message()};
+  if (ec) return failure{errc::bad_json, "invalid JSON: " + ec.message()};
   const json::object* request = document.if_object();
   if (request == nullptr) return bad_request("a request must be a JSON object");
   const json::value* cmd = request->if_contains("cmd");
@@ -158,7 +152,7 @@ boost::system::result<control_request, command_error> parse_control_request(std:
   if (known == command_names.end()) {
     std::string echoed(truncate_utf8(name, max_echoed_name));
     if (echoed.size() < name.size()) echoed += "...";
-    return command_error{std::string(control_code::unknown_command), "unknown command \"" + echoed + "\""};
+    return failure{errc::unknown_command, "unknown command \"" + echoed + "\""};
   }
   control_request parsed;
   parsed.command = known->second;
@@ -174,9 +168,20 @@ std::string serialize_ok_reply(const json::value& result) {
   return out;
 }
 
-std::string serialize_error_reply(const command_error& error) {
+namespace {
+
+std::string_view reply_code(const boost::system::error_code& code) {
+  // Only control codes are sent; any other code would be a bug in the master, and the
+  // client still gets a code the SPEC defines.
+  std::string_view name = control_code_name(code);
+  return name.empty() ? control_code_name(errc::bad_request) : name;
+}
+
+}  // namespace
+
+std::string serialize_error_reply(const failure& error) {
   std::string out = R"({"ok":false,"error":{"code":)";
-  out += json::serialize(json::string_view(error.code));
+  out += json::serialize(json::string_view(reply_code(error.code)));
   out += R"(,"message":)";
   out += json::serialize(json::string_view(error.message));
   out += "}}\n";

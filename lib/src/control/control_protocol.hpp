@@ -61,13 +61,13 @@ struct control_request {
 ///   `signal must be "TERM" or "KILL"`, `wait must be a boolean`, `graceful must be a boolean`);
 /// - unknown_command: `cmd` names no command.
 /// Keys a command does not know are ignored (clients may send more than this version reads).
-boost::system::result<control_request, command_error> parse_control_request(std::string_view line);
+result<control_request> parse_control_request(std::string_view line);
 
 /// `{"ok":true,"result":<result>}` and a newline.
 std::string serialize_ok_reply(const boost::json::value& result);
 
 /// `{"ok":false,"error":{"code":...,"message":...}}` and a newline.
-std::string serialize_error_reply(const command_error& error);
+std::string serialize_error_reply(const failure& error);
 
 /// Splits a byte stream into request lines of at most `max_line` bytes (newline excluded).
 /// A longer line is reported once as `too_large`, and its bytes are discarded up to and

@@ -120,7 +120,7 @@ bool is_mutating(control_command command) {
   }
 }
 
-std::string reply_for(const boost::system::result<void, command_error>& outcome) {
+std::string reply_for(const result<void>& outcome) {
   return outcome ? serialize_ok_reply(json::object{}) : serialize_error_reply(outcome.error());
 }
 
@@ -143,7 +143,7 @@ std::string execute(control_target& target, const control_request& request) {
     case control_command::reopen_logs: return reply_for(target.reopen_logs());
     case control_command::reload: break;
   }
-  return serialize_error_reply({std::string(control_code::bad_request), "command not handled"});
+  return serialize_error_reply({errc::bad_request, "command not handled"});
 }
 
 // Writes one reply under the write deadline; false when the connection is done for.
@@ -196,9 +196,8 @@ asio::awaitable<void> run_session(state_ptr server, session_ptr connection) {
       std::optional<control_request> request;
       std::string reply;
       if (event->kind == control_line_reader::event_kind::too_large) {
-        reply =
-            serialize_error_reply({std::string(control_code::too_large),
-                                   "request line longer than " + std::to_string(server->options.max_line) + " bytes"});
+        reply = serialize_error_reply(
+            {errc::too_large, "request line longer than " + std::to_string(server->options.max_line) + " bytes"});
       } else if (auto parsed = parse_control_request(event->line)) {
         request = *parsed;
       } else {
@@ -255,15 +254,15 @@ void start_session(const state_ptr& server, int fd) {
       log_warning("control connection forbidden", {{"uid", peer.uid}, {"pid", peer.pid}});
     else
       log_warning("control connection forbidden: peer credentials unknown", {{"error", std::strerror(errno)}});
-    std::string reply = serialize_error_reply(
-        {std::string(control_code::forbidden), "only the master's user or root may use the control socket"});
+    std::string reply =
+        serialize_error_reply({errc::forbidden, "only the master's user or root may use the control socket"});
     asio::co_spawn(server->executor, run_refusal(server, connection, std::move(reply)), log_task_failure);
     return;
   }
   if (server->serving >= server->options.max_connections) {
     log_warning("control connection refused: too many connections",
                 {{"pid", peer.pid}, {"max_connections", server->options.max_connections}});
-    std::string reply = serialize_error_reply({std::string(control_code::bad_request), "too many control connections"});
+    std::string reply = serialize_error_reply({errc::bad_request, "too many control connections"});
     asio::co_spawn(server->executor, run_refusal(server, connection, std::move(reply)), log_task_failure);
     return;
   }

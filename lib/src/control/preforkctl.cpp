@@ -56,20 +56,18 @@ json::object request_for(const invocation& call) {
 }
 
 // Prints a failed call and returns the exit status for it.
-int report_failure(std::ostream& err, const control_client_error& error) {
-  switch (error.failure) {
-    case control_failure::remote:
-      err << program << ": " << error.code << ": " << error.message << "\n";
-      // `forbidden` is "no permission": the master cannot be reached by this user.
-      return error.code == "forbidden" ? exit_unreachable : exit_remote_error;
-    case control_failure::unreachable:
-      err << program << ": " << error.message << " (is preforkd running?)\n";
-      return exit_unreachable;
-    case control_failure::timeout:
-    case control_failure::disconnected: err << program << ": " << error.message << "\n"; return exit_unreachable;
-    case control_failure::bad_reply: err << program << ": " << error.message << "\n"; return exit_remote_error;
+int report_failure(std::ostream& err, const failure& error) {
+  if (is_remote(error)) {
+    err << program << ": " << control_code_name(error.code) << ": " << error.message << "\n";
+    // `forbidden` is "no permission": the master cannot be reached by this user.
+    return error.code == errc::forbidden ? exit_unreachable : exit_remote_error;
   }
-  return exit_remote_error;
+  if (error.code == errc::unreachable) {
+    err << program << ": " << error.message << " (is preforkd running?)\n";
+    return exit_unreachable;
+  }
+  err << program << ": " << error.message << "\n";
+  return error.code == errc::timeout || error.code == errc::disconnected ? exit_unreachable : exit_remote_error;
 }
 
 std::string seconds_text(std::chrono::milliseconds duration) {
@@ -121,8 +119,7 @@ int wait_ready(const invocation& call, const std::string& socket, std::ostream& 
             out << "ready\n";
           return exit_done;
         }
-      } else if (status.error().failure == control_failure::remote ||
-                 status.error().failure == control_failure::bad_reply) {
+      } else if (is_remote(status.error()) || status.error().code == errc::bad_reply) {
         return report_failure(err, status.error());  // waiting longer will not change the answer
       } else {
         why = "the master to answer status (last error: " + status.error().message + ")";
@@ -135,13 +132,10 @@ int wait_ready(const invocation& call, const std::string& socket, std::ostream& 
   return exit_remote_error;
 }
 
-boost::system::result<std::string, usage_error> socket_path(const invocation& call) {
-  // usage_error is constructible from a string too: say which alternative is meant.
-  auto found = [](std::string path) {
-    return boost::system::result<std::string, usage_error>(boost::system::in_place_value, std::move(path));
-  };
+result<std::string> socket_path(const invocation& call) {
+  auto found = [](std::string path) { return result<std::string>(boost::system::in_place_value, std::move(path)); };
   if (call.socket) {
-    if (call.socket->empty()) return usage_error{"--socket: empty path"};
+    if (call.socket->empty()) return failure{errc::usage, "--socket: empty path"};
     return found(*call.socket);
   }
   if (call.config_file) {
@@ -150,7 +144,7 @@ boost::system::result<std::string, usage_error> socket_path(const invocation& ca
     config_rules rules;
     rules.unknown = config_rules::unknown_keys::keep_as_section;
     auto cfg = load_config_file(*call.config_file, rules);
-    if (!cfg) return usage_error{cfg.error().message};
+    if (!cfg) return failure{errc::usage, cfg.error().message};
     return found(cfg->control);
   }
   if (const char* env = std::getenv("PREFORK_CONTROL"); env != nullptr && *env != '\0') return found(env);

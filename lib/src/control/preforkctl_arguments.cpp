@@ -19,13 +19,13 @@ namespace {
 // `index` is moved past what was consumed.
 std::optional<std::string> option_value(std::string_view arg, std::string_view long_name, std::string_view short_name,
                                         int argc, const char* const* argv, int& index, bool& matched,
-                                        std::optional<usage_error>& error) {
+                                        std::optional<failure>& error) {
   matched = false;
   std::optional<std::string> value;
   if (arg == long_name || (!short_name.empty() && arg == short_name)) {
     matched = true;
     if (index + 1 >= argc) {
-      error = usage_error{std::string(arg) + ": missing value"};
+      error = failure{errc::usage, std::string(arg) + ": missing value"};
       return std::nullopt;
     }
     value = argv[++index];
@@ -56,15 +56,15 @@ std::optional<double> parse_seconds(const std::string& text) {
   return value;
 }
 
-boost::system::result<invocation, usage_error> parse_arguments(int argc, const char* const* argv) {
+result<invocation> parse_arguments(int argc, const char* const* argv) {
   invocation parsed;
-  std::optional<usage_error> error;
+  std::optional<failure> error;
   auto set_once = [&](std::optional<std::string>& slot, std::string_view name, std::string value) {
-    if (slot && !error) error = usage_error{std::string(name) + " given twice"};
+    if (slot && !error) error = failure{errc::usage, std::string(name) + " given twice"};
     slot = std::move(value);
   };
   auto flag_once = [&](bool& slot, std::string_view name) {
-    if (slot && !error) error = usage_error{std::string(name) + " given twice"};
+    if (slot && !error) error = failure{errc::usage, std::string(name) + " given twice"};
     slot = true;
   };
   bool only_positionals = false;
@@ -73,7 +73,8 @@ boost::system::result<invocation, usage_error> parse_arguments(int argc, const c
     if (only_positionals || arg.size() < 2 || arg[0] != '-') {
       if (parsed.command == nullptr && parsed.positionals.empty()) {
         parsed.command = find_command(arg);
-        if (parsed.command == nullptr && !error) error = usage_error{"unknown command \"" + std::string(arg) + "\""};
+        if (parsed.command == nullptr && !error)
+          error = failure{errc::usage, "unknown command \"" + std::string(arg) + "\""};
         if (parsed.command == nullptr) parsed.positionals.push_back(std::string(arg));  // remember one was given
       } else {
         parsed.positionals.push_back(std::string(arg));
@@ -110,18 +111,18 @@ boost::system::result<invocation, usage_error> parse_arguments(int argc, const c
     } else if (arg == "--fast") {
       flag_once(parsed.fast, "--fast");
     } else if (!error) {
-      error = usage_error{"unknown option " + std::string(arg)};
+      error = failure{errc::usage, "unknown option " + std::string(arg)};
     }
   }
   if (parsed.help) return parsed;  // help wins over every other complaint
   if (error) return *error;
-  if (parsed.command == nullptr) return usage_error{"no command given"};
-  if (parsed.socket && parsed.config_file) return usage_error{"-s and -c cannot be used together"};
+  if (parsed.command == nullptr) return failure{errc::usage, "no command given"};
+  if (parsed.socket && parsed.config_file) return failure{errc::usage, "-s and -c cannot be used together"};
 
   const command_spec& spec = *parsed.command;
-  auto only_for = [&](bool given, std::string_view option, std::string_view command) -> std::optional<usage_error> {
+  auto only_for = [&](bool given, std::string_view option, std::string_view command) -> std::optional<failure> {
     if (given && spec.name != command)
-      return usage_error{std::string(option) + " is not an option of " + std::string(spec.name)};
+      return failure{errc::usage, std::string(option) + " is not an option of " + std::string(spec.name)};
     return std::nullopt;
   };
   if (auto e = only_for(parsed.wait, "--wait", "reload")) return *e;
@@ -130,10 +131,10 @@ boost::system::result<invocation, usage_error> parse_arguments(int argc, const c
   if (auto e = only_for(parsed.timeout.has_value(), "--timeout", "wait-ready")) return *e;
 
   if (spec.name == "help") {
-    if (parsed.positionals.size() > 1) return usage_error{"help: too many arguments"};
+    if (parsed.positionals.size() > 1) return failure{errc::usage, "help: too many arguments"};
     if (parsed.positionals.size() == 1) {
       parsed.command = find_command(parsed.positionals[0]);
-      if (parsed.command == nullptr) return usage_error{"unknown command \"" + parsed.positionals[0] + "\""};
+      if (parsed.command == nullptr) return failure{errc::usage, "unknown command \"" + parsed.positionals[0] + "\""};
     } else {
       parsed.command = nullptr;
     }
@@ -142,26 +143,29 @@ boost::system::result<invocation, usage_error> parse_arguments(int argc, const c
   }
   const std::size_t expected = spec.positional == argument::none ? 0 : 1;
   if (parsed.positionals.size() < expected)
-    return usage_error{std::string(spec.name) + ": missing " + (spec.positional == argument::count ? "N" : "ID")};
+    return failure{errc::usage,
+                   std::string(spec.name) + ": missing " + (spec.positional == argument::count ? "N" : "ID")};
   if (parsed.positionals.size() > expected)
-    return usage_error{std::string(spec.name) + ": unexpected argument \"" + parsed.positionals[expected] + "\""};
+    return failure{errc::usage,
+                   std::string(spec.name) + ": unexpected argument \"" + parsed.positionals[expected] + "\""};
   if (spec.positional == argument::count) {
     auto count = parse_integer(parsed.positionals[0]);
     if (!count || *count < 1)
-      return usage_error{"scale: N must be an integer >= 1, got \"" + parsed.positionals[0] + "\""};
+      return failure{errc::usage, "scale: N must be an integer >= 1, got \"" + parsed.positionals[0] + "\""};
   }
   if (spec.positional == argument::worker_id && !parse_integer(parsed.positionals[0]))
-    return usage_error{std::string(spec.name) + ": ID must be an integer, got \"" + parsed.positionals[0] + "\""};
+    return failure{errc::usage,
+                   std::string(spec.name) + ": ID must be an integer, got \"" + parsed.positionals[0] + "\""};
   if (parsed.signal) {
     std::string name = *parsed.signal;
     std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::toupper(c); });
     if (name.starts_with("SIG")) name.erase(0, 3);
     if (name != "TERM" && name != "KILL")
-      return usage_error{"--signal must be KILL or TERM, got \"" + *parsed.signal + "\""};
+      return failure{errc::usage, "--signal must be KILL or TERM, got \"" + *parsed.signal + "\""};
     parsed.signal = name;
   }
   if (parsed.timeout && !parse_seconds(*parsed.timeout))
-    return usage_error{"--timeout must be a number of seconds >= 0, got \"" + *parsed.timeout + "\""};
+    return failure{errc::usage, "--timeout must be a number of seconds >= 0, got \"" + *parsed.timeout + "\""};
   return parsed;
 }
 

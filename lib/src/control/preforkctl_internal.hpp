@@ -3,6 +3,8 @@
 // the help texts and the human output live in the preforkctl_*.cpp files beside it.
 #pragma once
 
+#include "prefork/error.hpp"
+
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 #include <boost/system/result.hpp>
@@ -49,10 +51,6 @@ struct invocation {
   std::optional<std::string> timeout;
 };
 
-struct usage_error {
-  std::string message;
-};
-
 /// A decimal integer filling all of `text`.
 std::optional<std::int64_t> parse_integer(std::string_view text);
 
@@ -61,7 +59,7 @@ std::optional<double> parse_seconds(const std::string& text);
 
 /// The command line, checked: each option given once and only to a command that takes it,
 /// the command's argument well-formed. Help wins over every other complaint.
-boost::system::result<invocation, usage_error> parse_arguments(int argc, const char* const* argv);
+result<invocation> parse_arguments(int argc, const char* const* argv);
 
 /// A scalar as people read it: strings without quotes, null as "-".
 std::string text_of(const boost::json::value& value);

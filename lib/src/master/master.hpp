@@ -25,7 +25,7 @@ namespace prefork::detail {
 /// What the master needs from the program around it.
 struct master_hooks {
   /// Re-reads the configuration for a reload (HUP, control `reload`); errors name the key.
-  std::function<boost::system::result<config, config_error>()> reread_config;
+  std::function<prefork::result<config>()> reread_config;
   /// Lifecycle notifications for a service manager (systemd's sd_notify states such as
   /// "READY=1", "RELOADING=1", "STOPPING=1", "STATUS=..."); may be empty.
   std::function<void(std::string_view state)> notify;

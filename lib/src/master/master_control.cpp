@@ -38,9 +38,7 @@ std::uint64_t resident_bytes(pid_t pid) {
   return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
-command_error no_worker(std::int64_t id) {
-  return {std::string(control_code::not_found), "no live worker with id " + std::to_string(id)};
-}
+failure no_worker(std::int64_t id) { return {errc::not_found, "no live worker with id " + std::to_string(id)}; }
 
 }  // namespace
 
@@ -109,7 +107,7 @@ std::uint64_t master::scale(std::uint64_t desired) {
   return static_cast<std::uint64_t>(desired_);
 }
 
-asio::awaitable<boost::system::result<std::uint64_t, command_error>> master::reload(bool wait) {
+asio::awaitable<result<std::uint64_t>> master::reload(bool wait) {
   if (!wait) {
     auto generation = request_reload(nullptr);
     co_return generation;
@@ -118,10 +116,10 @@ asio::awaitable<boost::system::result<std::uint64_t, command_error>> master::rel
   struct waiting {
     explicit waiting(asio::io_context& io) : timer(io, steady_clock::time_point::max()) {}
     asio::steady_timer timer;
-    std::optional<boost::system::result<std::uint64_t, command_error>> outcome;
+    std::optional<result<std::uint64_t>> outcome;
   };
   auto state = std::make_shared<waiting>(io_);
-  request_reload([state](boost::system::result<std::uint64_t, command_error> outcome) {
+  request_reload([state](result<std::uint64_t> outcome) {
     state->outcome = std::move(outcome);
     state->timer.cancel();
   });
@@ -134,7 +132,7 @@ asio::awaitable<boost::system::result<std::uint64_t, command_error>> master::rel
 
 void master::stop(stop_kind kind) { begin_stop(kind); }
 
-boost::system::result<std::int64_t, command_error> master::kill_worker(std::int64_t id, kill_signal signal) {
+result<std::int64_t> master::kill_worker(std::int64_t id, kill_signal signal) {
   record_ptr record = workers_.find(id);
   if (!record || !record->alive()) return no_worker(id);
   std::int64_t pid = record->pid;
@@ -157,30 +155,28 @@ boost::system::result<std::int64_t, command_error> master::kill_worker(std::int6
   return pid;
 }
 
-boost::system::result<void, command_error> master::pause_worker(std::int64_t id) {
+result<void> master::pause_worker(std::int64_t id) {
   record_ptr record = workers_.find(id);
   if (!record || !record->alive()) return no_worker(id);
   if (!workers_.apply(*record, worker_event::pause))
-    return command_error{
-        std::string(control_code::bad_request),
-        "worker " + std::to_string(id) + " is " + std::string(to_string(record->state())) + ", not ready"};
+    return failure{errc::bad_request,
+                   "worker " + std::to_string(id) + " is " + std::string(to_string(record->state())) + ", not ready"};
   log_info("worker paused", {{"id", id}, {"pid", record->pid}});
   return {};
 }
 
-boost::system::result<void, command_error> master::resume_worker(std::int64_t id) {
+result<void> master::resume_worker(std::int64_t id) {
   record_ptr record = workers_.find(id);
   if (!record || !record->alive()) return no_worker(id);
   if (!workers_.apply(*record, worker_event::resume))
-    return command_error{
-        std::string(control_code::bad_request),
-        "worker " + std::to_string(id) + " is " + std::string(to_string(record->state())) + ", not paused"};
+    return failure{errc::bad_request,
+                   "worker " + std::to_string(id) + " is " + std::string(to_string(record->state())) + ", not paused"};
   log_info("worker resumed", {{"id", id}, {"pid", record->pid}});
   on_capacity_maybe_restored();
   return {};
 }
 
-boost::system::result<void, command_error> master::reopen_logs() {
+result<void> master::reopen_logs() {
   auto ec = prefork::reopen_logs();
   worker_message message;
   message.kind = worker_message_kind::reopen_logs;
@@ -188,7 +184,7 @@ boost::system::result<void, command_error> master::reopen_logs() {
     if (record->alive()) send_control(*record, message);
   if (ec) {
     log_error("cannot reopen log file", {{"error", ec.message()}});
-    return command_error{std::string(control_code::reopen_failed), ec.message()};
+    return failure{errc::reopen_failed, ec.message()};
   }
   log_info("log files reopened");
   return {};

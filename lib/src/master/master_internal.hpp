@@ -78,7 +78,7 @@ class master final : public control_target {
   /// Starts or queues a reload; `done` (optional) gets the new generation once it serves
   /// and the old one is gone, or the error that abandoned it. Returns the generation
   /// number the reload will have.
-  std::uint64_t request_reload(std::function<void(boost::system::result<std::uint64_t, command_error>)> done);
+  std::uint64_t request_reload(std::function<void(result<std::uint64_t>)> done);
   void set_desired(int desired);
 
   // control_target (master_control.cpp)
@@ -87,12 +87,12 @@ class master final : public control_target {
   boost::json::object stats() override;
   boost::json::object effective_config() override;
   std::uint64_t scale(std::uint64_t desired) override;
-  asio::awaitable<boost::system::result<std::uint64_t, command_error>> reload(bool wait) override;
+  asio::awaitable<result<std::uint64_t>> reload(bool wait) override;
   void stop(stop_kind kind) override;
-  boost::system::result<std::int64_t, command_error> kill_worker(std::int64_t id, kill_signal signal) override;
-  boost::system::result<void, command_error> pause_worker(std::int64_t id) override;
-  boost::system::result<void, command_error> resume_worker(std::int64_t id) override;
-  boost::system::result<void, command_error> reopen_logs() override;
+  result<std::int64_t> kill_worker(std::int64_t id, kill_signal signal) override;
+  result<void> pause_worker(std::int64_t id) override;
+  result<void> resume_worker(std::int64_t id) override;
+  result<void> reopen_logs() override;
 
  private:
   // dispatch
@@ -169,7 +169,7 @@ class master final : public control_target {
   asio::steady_timer stop_timer_;
   master_stats stats_;
   reload_sequencer reload_;
-  using reload_callback = std::function<void(boost::system::result<std::uint64_t, command_error>)>;
+  using reload_callback = std::function<void(result<std::uint64_t>)>;
   std::shared_ptr<const config> reload_previous_settings_;
   int reload_previous_desired_ = 0;
   std::vector<reload_callback> reload_waiters_;          // for the running reload

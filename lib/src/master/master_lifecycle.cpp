@@ -46,7 +46,7 @@ void master::set_desired(int desired) {
 
 std::uint64_t master::request_reload(reload_callback done) {
   if (stop_.stopping()) {
-    if (done) done(command_error{std::string(control_code::bad_request), "the master is stopping"});
+    if (done) done(failure{errc::bad_request, "the master is stopping"});
     return generation_;
   }
   switch (reload_.request()) {
@@ -66,8 +66,7 @@ std::uint64_t master::request_reload(reload_callback done) {
 void master::start_reload() {
   auto fail = [&](const std::string& why) {
     log_error("reload failed; the running generation stays", {{"error", why}});
-    for (auto& waiter : std::exchange(reload_waiters_, {}))
-      waiter(command_error{std::string(control_code::reload_failed), why});
+    for (auto& waiter : std::exchange(reload_waiters_, {})) waiter(failure{errc::reload_failed, why});
     if (reload_.failed_to_start()) {
       reload_waiters_ = std::exchange(queued_reload_waiters_, {});
       start_reload();
@@ -163,8 +162,7 @@ void master::abandon_reload(const std::string& why) {
   settings_ = reload_previous_settings_;
   desired_ = reload_previous_desired_;
   if (!hooks_.make_policy) policy_ = make_dispatch_policy(settings_->dispatch);
-  for (auto& waiter : std::exchange(reload_waiters_, {}))
-    waiter(command_error{std::string(control_code::reload_failed), why});
+  for (auto& waiter : std::exchange(reload_waiters_, {})) waiter(failure{errc::reload_failed, why});
   notify("READY=1");
   reconcile();
   if (reload_.finished()) {
@@ -220,8 +218,7 @@ void master::begin_stop(stop_kind mode) {
     dispatch_unassigned();
     flush_dirty();
     for (auto* waiters : {&reload_waiters_, &queued_reload_waiters_, &old_generation_waiters_})
-      for (auto& waiter : std::exchange(*waiters, {}))
-        waiter(command_error{std::string(control_code::bad_request), "the master is stopping"});
+      for (auto& waiter : std::exchange(*waiters, {})) waiter(failure{errc::bad_request, "the master is stopping"});
   }
   for (auto& record : std::vector<record_ptr>(workers_.records())) {
     record->counts_toward_desired = false;

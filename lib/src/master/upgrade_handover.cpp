@@ -42,9 +42,8 @@ upgrade_handover take_upgrade_handover() {
   return handover;
 }
 
-boost::system::result<listener, listen_error> adopt_or_open(upgrade_handover& handover, const std::string& name,
-                                                            const bind_address& where, int backlog,
-                                                            unsigned socket_mode) {
+prefork::result<listener> adopt_or_open(upgrade_handover& handover, const std::string& name, const bind_address& where,
+                                        int backlog, unsigned socket_mode) {
   auto found = handover.sockets.find(name);
   if (found == handover.sockets.end()) return open_listener(where, backlog, socket_mode);
   bind_address inherited;

@@ -21,9 +21,8 @@ upgrade_handover take_upgrade_handover();
 
 /// The listener for `where`: the inherited socket under `name` when there is one (its
 /// socket file becomes ours to remove at exit), else a freshly opened one.
-boost::system::result<listener, listen_error> adopt_or_open(upgrade_handover& handover, const std::string& name,
-                                                            const bind_address& where, int backlog,
-                                                            unsigned socket_mode);
+prefork::result<listener> adopt_or_open(upgrade_handover& handover, const std::string& name, const bind_address& where,
+                                        int backlog, unsigned socket_mode);
 
 /// Closes inherited descriptors nobody claimed (a listener the new file dropped).
 void close_unclaimed(upgrade_handover& handover);

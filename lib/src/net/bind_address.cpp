@@ -12,11 +12,11 @@ namespace {
 // sun_path holds the path and its terminating NUL.
 constexpr std::size_t max_unix_path_bytes = sizeof(sockaddr_un{}.sun_path) - 1;
 
-config_error fail(std::string_view text, std::string_view why) {
+failure fail(std::string_view text, std::string_view why) {
   std::string message;
   message.reserve(text.size() + why.size() + 4);
   message.append("\"").append(text).append("\": ").append(why);
-  return {std::move(message)};
+  return {errc::config_invalid, std::move(message)};
 }
 
 bool is_ipv4(std::string_view host) {
@@ -41,7 +41,7 @@ bool is_hostname(std::string_view host) {
          host.front() != '.';
 }
 
-boost::system::result<std::uint16_t, config_error> parse_port(std::string_view text, std::string_view port) {
+prefork::result<std::uint16_t> parse_port(std::string_view text, std::string_view port) {
   if (port.empty()) return fail(text, "port is missing");
   unsigned value = 0;
   const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
@@ -53,7 +53,7 @@ boost::system::result<std::uint16_t, config_error> parse_port(std::string_view t
 
 }  // namespace
 
-boost::system::result<bind_address, config_error> parse_bind_address(std::string_view text) {
+prefork::result<bind_address> parse_bind_address(std::string_view text) {
   bind_address address;
   if (text.starts_with("unix:")) {
     address.type = bind_address::kind::unix_path;

@@ -26,7 +26,7 @@
 namespace prefork::detail {
 namespace {
 
-using listen_result = boost::system::result<listener, listen_error>;
+using listen_result = prefork::result<listener>;
 
 constexpr std::string_view unix_prefix = "unix:";
 
@@ -60,8 +60,8 @@ std::string describe(const bind_address& where) {
 
 std::string errno_text(int err) { return std::system_category().message(err); }
 
-listen_error make_error(errc code, const bind_address& where, std::string_view what) {
-  return listen_error{make_error_code(code), describe(where) + ": " + std::string(what)};
+failure make_error(errc code, const bind_address& where, std::string_view what) {
+  return failure{make_error_code(code), describe(where) + ": " + std::string(what)};
 }
 
 // The bound address of a socket in bind syntax (unix:/path, unix:@abstract, 1.2.3.4:80,
@@ -253,7 +253,7 @@ int try_tcp_address(const addrinfo& candidate, int backlog, int& error) {
   return socket.release();
 }
 
-listen_error tcp_error(const bind_address& where, int err) {
+failure tcp_error(const bind_address& where, int err) {
   switch (err) {
     // With SO_REUSEADDR Linux may accept the bind and refuse only listen(): same meaning.
     case EADDRINUSE: return make_error(errc::address_in_use, where, "address in use");
@@ -349,12 +349,7 @@ listen_result adopt_fd(const bind_address& where) {
 
 }  // namespace
 
-void throw_exception_from_error(const listen_error& error, const boost::source_location& location) {
-  boost::throw_exception(boost::system::system_error(error.code, error.message), location);
-}
-
-boost::system::result<listener, listen_error> open_listener(const bind_address& where, int backlog,
-                                                            unsigned socket_mode) {
+prefork::result<listener> open_listener(const bind_address& where, int backlog, unsigned socket_mode) {
   switch (where.type) {
     case bind_address::kind::unix_path: return open_unix(where, backlog, socket_mode);
     case bind_address::kind::tcp: return open_tcp(where, backlog);
@@ -363,8 +358,7 @@ boost::system::result<listener, listen_error> open_listener(const bind_address& 
   return make_error(errc::bind_failed, where, "unknown address kind");
 }
 
-boost::system::result<listener, listen_error> open_unix_listener(const std::string& path, int backlog,
-                                                                 unsigned socket_mode) {
+prefork::result<listener> open_unix_listener(const std::string& path, int backlog, unsigned socket_mode) {
   bind_address where;
   where.type = bind_address::kind::unix_path;
   where.path = path;

@@ -28,17 +28,6 @@ struct listener {
   ino_t path_ino = 0;
 };
 
-/// Why a listener could not be opened: `code` is prefork::errc::address_in_use,
-/// not_a_socket or bind_failed (all exit status 3); `message` is for people and starts with
-/// the configured address, e.g. `unix:run/x.sock: address in use (another process accepts on it)`.
-struct listen_error {
-  boost::system::error_code code;
-  std::string message;
-};
-
-/// Lets result<T, listen_error>::value() throw boost::system::system_error(code, message).
-[[noreturn]] void throw_exception_from_error(const listen_error& error, const boost::source_location& location);
-
 /// Opens one listener, non-blocking and close-on-exec.
 /// - unix:PATH: a relative PATH is relative to the working directory; `address` holds the
 ///   absolute path. A stale socket file (connect() is refused) is removed and replaced; a
@@ -54,13 +43,13 @@ struct listen_error {
 ///   bind_failed and N is left as it was. Once adopted, N belongs to the listener and is
 ///   switched to non-blocking and close-on-exec; no file is ever removed for it.
 /// Between the stale check and bind() another process may bind the path: bind's answer is
-/// reported as is.
-boost::system::result<listener, listen_error> open_listener(const bind_address& where, int backlog,
-                                                            unsigned socket_mode);
+/// reported as is. A failure's code is errc::address_in_use, not_a_socket or bind_failed
+/// (all exit status 3); its message starts with the configured address, e.g.
+/// `unix:run/x.sock: address in use (another process accepts on it)`.
+prefork::result<listener> open_listener(const bind_address& where, int backlog, unsigned socket_mode);
 
 /// open_listener on unix:PATH: the control socket gets the same hygiene (mode 0600 there).
-boost::system::result<listener, listen_error> open_unix_listener(const std::string& path, int backlog,
-                                                                 unsigned socket_mode);
+prefork::result<listener> open_unix_listener(const std::string& path, int backlog, unsigned socket_mode);
 
 /// Closes the fd (if still >= 0) and, for a Unix listener whose file we created, unlinks
 /// the path only if it is still that same inode (lstat dev/ino match): a file another

@@ -34,8 +34,7 @@ namespace {
 
 // --- small public helpers -------------------------------------------------------------------
 
-control_error::control_error(std::string code, const std::string& message)
-    : std::runtime_error(message), code_(std::move(code)) {}
+control_error::control_error(failure error) : std::runtime_error(std::move(error.message)), code_(error.code) {}
 
 std::vector<json::object> json_lines(std::string_view text) {
   std::vector<json::object> lines;
@@ -183,7 +182,7 @@ pid_t server::kill_worker(int id, int signal_number, completion wait) {
   auto result = control({{"cmd", "kill_worker"}, {"id", id}, {"signal", signal_number == SIGTERM ? "TERM" : "KILL"}});
   const json::object* reply = result.if_object();
   auto killed = reply ? number_or(*reply, "pid", -1) : -1;
-  if (killed <= 0) throw control_error("bad_reply", "kill_worker: no pid in " + json::serialize(result));
+  if (killed <= 0) throw control_error({errc::bad_reply, "kill_worker: no pid in " + json::serialize(result)});
   if (wait == completion::wait) impl_->wait_replaced(static_cast<pid_t>(killed));
   return static_cast<pid_t>(killed);
 }
@@ -204,7 +203,7 @@ std::uint64_t server::reload(completion wait) {
   auto result = impl_->call({{"cmd", "reload"}, {"wait", waiting}}, timeout);
   const json::object* reply = result.if_object();
   auto generation = reply ? number_or(*reply, "generation", -1) : -1;
-  if (generation < 0) throw control_error("bad_reply", "reload: no generation in " + json::serialize(result));
+  if (generation < 0) throw control_error({errc::bad_reply, "reload: no generation in " + json::serialize(result)});
   return static_cast<std::uint64_t>(generation);
 }
 

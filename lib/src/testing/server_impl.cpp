@@ -38,17 +38,6 @@ std::string tail_lines(const std::string& text, std::size_t count) {
   return result;
 }
 
-std::string control_failure_code(control_failure failure) {
-  switch (failure) {
-    case control_failure::unreachable: return "unreachable";
-    case control_failure::timeout: return "timeout";
-    case control_failure::disconnected: return "disconnected";
-    case control_failure::bad_reply: return "bad_reply";
-    case control_failure::remote: return "remote";
-  }
-  return "unknown";
-}
-
 }  // namespace
 
 std::int64_t detail::number_or(const json::object& object, std::string_view key, std::int64_t fallback) {
@@ -155,8 +144,7 @@ bool server::impl::read_only(const json::object& request) {
   return name == "status" || name == "workers" || name == "stats" || name == "ping";
 }
 
-boost::system::result<json::value, control_client_error> server::impl::try_control(const json::object& request,
-                                                                                   std::chrono::milliseconds timeout) {
+result<json::value> server::impl::try_control(const json::object& request, std::chrono::milliseconds timeout) {
   const auto deadline = steady::now() + timeout;
   const bool reused = control.is_open();
   if (!reused) {
@@ -170,7 +158,7 @@ boost::system::result<json::value, control_client_error> server::impl::try_contr
   // The master closes an idle control connection (after a minute), and a new master
   // after an upgrade never had it: a reused connection found closed is opened again
   // for a request that may safely be sent twice.
-  if (!result && reused && result.error().failure == control_failure::disconnected && read_only(request)) {
+  if (!result && reused && result.error().code == errc::disconnected && read_only(request)) {
     control.close();
     auto connected = control.connect(control_path, left());
     if (!connected) return connected.error();
@@ -187,8 +175,7 @@ json::value server::impl::call(const json::object& request, std::chrono::millise
   auto result = try_control(request, timeout);
   if (!result) {
     const auto& error = result.error();
-    std::string code = error.failure == control_failure::remote ? error.code : control_failure_code(error.failure);
-    throw control_error(code, json::serialize(request) + ": " + error.message);
+    throw control_error({error.code, json::serialize(request) + ": " + error.message});
   }
   return std::move(*result);
 }
@@ -221,8 +208,8 @@ std::optional<json::object> server::impl::poll_workers(std::string& seen) {
   auto status = try_control({{"cmd", "status"}}, options.request_timeout);
   if (!status) {
     seen = status.error().message;
-    if (status.error().failure == control_failure::remote || status.error().failure == control_failure::bad_reply)
-      throw control_error(status.error().code, "status: " + status.error().message);
+    if (is_remote(status.error()) || status.error().code == errc::bad_reply)
+      throw control_error({status.error().code, "status: " + status.error().message});
     return std::nullopt;
   }
   const json::object* reply = status->if_object();
@@ -262,7 +249,7 @@ pid_t server::impl::worker_pid(int id) {
       if (pid_value > 0) return static_cast<pid_t>(pid_value);
     }
   }
-  throw control_error("not_found", "no live worker with id " + std::to_string(id));
+  throw control_error({errc::not_found, "no live worker with id " + std::to_string(id)});
 }
 
 void server::impl::wait_replaced(pid_t old_pid) {

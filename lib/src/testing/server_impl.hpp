@@ -68,8 +68,7 @@ struct server::impl {
   // A request that only reads, and so may be sent twice.
   static bool read_only(const boost::json::object& request);
 
-  boost::system::result<boost::json::value, control_client_error> try_control(const boost::json::object& request,
-                                                                              std::chrono::milliseconds timeout);
+  result<boost::json::value> try_control(const boost::json::object& request, std::chrono::milliseconds timeout);
 
   boost::json::value call(const boost::json::object& request, std::chrono::milliseconds timeout);
 

@@ -11,7 +11,7 @@
 
 namespace {
 
-boost::system::result<prefork::command_line, prefork::config_error> parse(std::vector<const char*> arguments) {
+prefork::result<prefork::command_line> parse(std::vector<const char*> arguments) {
   arguments.insert(arguments.begin(), "preforkd");
   return prefork::parse_command_line(static_cast<int>(arguments.size()), arguments.data());
 }

@@ -122,7 +122,7 @@ class fake_target final : public control_target {
     calls.push_back("scale " + std::to_string(desired));
     return desired;
   }
-  asio::awaitable<boost::system::result<std::uint64_t, command_error>> reload(bool wait) override {
+  asio::awaitable<prefork::result<std::uint64_t>> reload(bool wait) override {
     calls.push_back(wait ? "reload wait" : "reload");
     if (wait && reload_delay.count() > 0) {
       reload_in_progress = true;
@@ -130,7 +130,8 @@ class fake_target final : public control_target {
       co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
       reload_in_progress = false;
     }
-    if (reload_fails) co_return command_error{"bad_request", "reload failed: the new generation did not start"};
+    if (reload_fails)
+      co_return prefork::failure{prefork::errc::bad_request, "reload failed: the new generation did not start"};
     co_return ++generation;
   }
   void stop(stop_kind kind) override {
@@ -138,22 +139,22 @@ class fake_target final : public control_target {
     if (on_stop) on_stop();
     stopped = kind;
   }
-  boost::system::result<std::int64_t, command_error> kill_worker(std::int64_t id, kill_signal signal) override {
+  prefork::result<std::int64_t> kill_worker(std::int64_t id, kill_signal signal) override {
     calls.push_back("kill_worker " + std::to_string(id) + (signal == kill_signal::term ? " TERM" : " KILL"));
-    if (id != 1 && id != 2) return command_error{"not_found", "no worker " + std::to_string(id)};
+    if (id != 1 && id != 2) return prefork::failure{prefork::errc::not_found, "no worker " + std::to_string(id)};
     return 1000 + id;
   }
-  boost::system::result<void, command_error> pause_worker(std::int64_t id) override {
+  prefork::result<void> pause_worker(std::int64_t id) override {
     calls.push_back("pause_worker " + std::to_string(id));
-    if (id != 1 && id != 2) return command_error{"not_found", "no worker " + std::to_string(id)};
+    if (id != 1 && id != 2) return prefork::failure{prefork::errc::not_found, "no worker " + std::to_string(id)};
     return {};
   }
-  boost::system::result<void, command_error> resume_worker(std::int64_t id) override {
+  prefork::result<void> resume_worker(std::int64_t id) override {
     calls.push_back("resume_worker " + std::to_string(id));
-    if (id != 1 && id != 2) return command_error{"not_found", "no worker " + std::to_string(id)};
+    if (id != 1 && id != 2) return prefork::failure{prefork::errc::not_found, "no worker " + std::to_string(id)};
     return {};
   }
-  boost::system::result<void, command_error> reopen_logs() override {
+  prefork::result<void> reopen_logs() override {
     calls.push_back("reopen_logs");
     return {};
   }

@@ -133,7 +133,7 @@ class fake_target final : public control_target {
     record("scale " + std::to_string(desired));
     return desired;
   }
-  asio::awaitable<boost::system::result<std::uint64_t, command_error>> reload(bool wait) override {
+  asio::awaitable<prefork::result<std::uint64_t>> reload(bool wait) override {
     record(wait ? "reload wait" : "reload");
     if (wait) {
       asio::steady_timer timer(co_await asio::this_coro::executor, 50ms);
@@ -143,22 +143,22 @@ class fake_target final : public control_target {
     co_return ++generation_;
   }
   void stop(stop_kind kind) override { record(kind == stop_kind::graceful ? "stop graceful" : "stop fast"); }
-  boost::system::result<std::int64_t, command_error> kill_worker(std::int64_t id, kill_signal signal) override {
+  prefork::result<std::int64_t> kill_worker(std::int64_t id, kill_signal signal) override {
     record("kill_worker " + std::to_string(id) + (signal == kill_signal::term ? " TERM" : " KILL"));
-    if (id != 1 && id != 12) return command_error{"not_found", "no worker " + std::to_string(id)};
+    if (id != 1 && id != 12) return prefork::failure{prefork::errc::not_found, "no worker " + std::to_string(id)};
     return id == 1 ? 1001 : 100200;
   }
-  boost::system::result<void, command_error> pause_worker(std::int64_t id) override {
+  prefork::result<void> pause_worker(std::int64_t id) override {
     record("pause_worker " + std::to_string(id));
-    if (id != 1 && id != 12) return command_error{"not_found", "no worker " + std::to_string(id)};
+    if (id != 1 && id != 12) return prefork::failure{prefork::errc::not_found, "no worker " + std::to_string(id)};
     return {};
   }
-  boost::system::result<void, command_error> resume_worker(std::int64_t id) override {
+  prefork::result<void> resume_worker(std::int64_t id) override {
     record("resume_worker " + std::to_string(id));
-    if (id != 1 && id != 12) return command_error{"not_found", "no worker " + std::to_string(id)};
+    if (id != 1 && id != 12) return prefork::failure{prefork::errc::not_found, "no worker " + std::to_string(id)};
     return {};
   }
-  boost::system::result<void, command_error> reopen_logs() override {
+  prefork::result<void> reopen_logs() override {
     record("reopen_logs");
     return {};
   }
@@ -717,11 +717,11 @@ BOOST_AUTO_TEST_CASE(client_times_out_on_a_silent_master) {
   auto started = steady::now();
   auto result = client.call({{"cmd", "ping"}}, 150ms);
   BOOST_REQUIRE(!result.has_value());
-  BOOST_TEST((result.error().failure == prefork::control_failure::timeout));
+  BOOST_TEST((result.error().code == prefork::errc::timeout));
   BOOST_TEST((steady::now() - started < 450ms));
   BOOST_TEST(!client.is_open(), "a timed out connection must not be reused");
   auto again = client.call({{"cmd", "ping"}}, 100ms);
-  BOOST_TEST((again.error().failure == prefork::control_failure::disconnected));
+  BOOST_TEST((again.error().code == prefork::errc::disconnected));
 }
 
 BOOST_AUTO_TEST_CASE(client_reads_the_refusal_line_when_its_own_write_fails) {
@@ -741,8 +741,8 @@ BOOST_AUTO_TEST_CASE(client_reads_the_refusal_line_when_its_own_write_fails) {
   BOOST_REQUIRE(refused.get_future().wait_for(5s) == std::future_status::ready);
   auto result = client.call({{"cmd", "ping"}}, 2s);
   BOOST_REQUIRE(!result.has_value());
-  BOOST_TEST((result.error().failure == prefork::control_failure::remote), result.error().message);
-  BOOST_TEST(result.error().code == "bad_request");
+  BOOST_TEST((prefork::is_remote(result.error())), result.error().message);
+  BOOST_TEST(result.error().code == prefork::errc::bad_request);
   BOOST_TEST(result.error().message == "too many control connections");
 }
 
@@ -752,8 +752,8 @@ BOOST_AUTO_TEST_CASE(client_keeps_the_connection_after_remote_errors) {
   BOOST_REQUIRE(client.connect(server.path, 1s).has_value());
   auto failed = client.call({{"cmd", "kill_worker"}, {"id", 9}}, 2s);
   BOOST_REQUIRE(!failed.has_value());
-  BOOST_TEST((failed.error().failure == prefork::control_failure::remote));
-  BOOST_TEST(failed.error().code == "not_found");
+  BOOST_TEST((prefork::is_remote(failed.error())));
+  BOOST_TEST(failed.error().code == prefork::errc::not_found);
   BOOST_TEST(failed.error().message == "no worker 9");
   BOOST_TEST(client.is_open());
   auto raw = client.call_raw("{\"cmd\":\"ping\"}\n{\"cmd\":\"ping\"}\n", 2s);
@@ -766,17 +766,16 @@ BOOST_AUTO_TEST_CASE(client_keeps_the_connection_after_remote_errors) {
 }
 
 BOOST_AUTO_TEST_CASE(parse_control_reply_cases) {
-  using prefork::control_failure;
   using prefork::parse_control_reply;
   BOOST_TEST(parse_control_reply(R"({"ok":true,"result":{"desired":4}})").value() == json::parse(R"({"desired":4})"));
   auto remote = parse_control_reply(R"({"ok":false,"error":{"code":"not_found","message":"no worker 9"}})");
-  BOOST_TEST((remote.error().failure == control_failure::remote));
-  BOOST_TEST(remote.error().code == "not_found");
+  BOOST_TEST((prefork::is_remote(remote.error())));
+  BOOST_TEST(remote.error().code == prefork::errc::not_found);
   for (std::string bad : {"", "nonsense", "[]", "{}", R"({"ok":"yes"})", R"({"ok":true})", R"({"ok":false})",
                           R"({"ok":false,"error":"x"})", R"({"ok":false,"error":{"message":"m"}})"}) {
     auto parsed = parse_control_reply(bad);
     BOOST_REQUIRE_MESSAGE(!parsed.has_value(), bad);
-    BOOST_TEST((parsed.error().failure == control_failure::bad_reply), bad);
+    BOOST_TEST((parsed.error().code == prefork::errc::bad_reply), bad);
   }
 }
 

@@ -153,7 +153,7 @@ BOOST_AUTO_TEST_CASE(control_client_reports_a_full_control_backlog_as_busy) {
   prefork::control_client client;
   auto result = client.connect(path, 50ms);
   BOOST_REQUIRE(!result);
-  BOOST_TEST((result.error().failure == prefork::control_failure::timeout));
+  BOOST_TEST((result.error().code == prefork::errc::timeout));
   BOOST_TEST(result.error().message.find("busy") != std::string::npos, result.error().message);
   BOOST_TEST(!client.is_open());
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "prefork/connection.hpp"
+#include "prefork/error.hpp"
 #include "prefork/testing/http_session.hpp"
 #include "prefork/testing/process.hpp"
 
@@ -28,18 +29,17 @@
 
 namespace prefork::testing {
 
-/// A failed control request: the master's error (`code` is its code: `not_found`,
-/// `bad_request`...) or a transport failure (`code` is `unreachable`, `timeout`,
-/// `disconnected` or `bad_reply`). what() is the message.
+/// A failed control request, thrown: `code()` is the master's control code
+/// (prefork::errc::not_found, bad_request, ...) or why no reply came (errc::unreachable,
+/// timeout, disconnected, bad_reply); what() is the message, prefixed with the request.
 class control_error : public std::runtime_error {
  public:
-  control_error(std::string code, const std::string& message);
-  const std::string& code() const noexcept { return code_; }
+  explicit control_error(failure error);
+  const boost::system::error_code& code() const noexcept { return code_; }
 
  private:
-  std::string code_;
+  boost::system::error_code code_;
 };
-
 /// The lines of `text` that are JSON objects (a log written with `"format": "json"`), in
 /// order; other lines are skipped.
 std::vector<boost::json::object> json_lines(std::string_view text);
